@@ -1,0 +1,47 @@
+# cnnlab: `make train` and `make test` set everything up themselves (venv, packages, Debian's Fashion-MNIST).
+VENV ?= .venv
+PYTHON ?= python3
+EXTRAS ?= dev,weights
+ARGS ?=
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data train test test-fast lint format tensorboard clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed data  ## venv + cnnlab + dataset
+
+data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist, where apt is available
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "no apt-get: put the Fashion-MNIST IDX files in data/FashionMNIST/raw/ or add data.download=true"; fi
+
+train: install  ## the main job; pass overrides with ARGS="model=... data=..."
+	$(BIN)/cnnlab-train $(ARGS)
+
+test: install  ## the whole suite, slow tests included (what CI runs)
+	$(BIN)/pytest -q
+
+test-fast: install  ## skip the tests that train on full datasets
+	$(BIN)/pytest -q -m "not slow"
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format:
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+tensorboard:
+	$(BIN)/tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs/runs outputs/multirun .pytest_cache

@@ -1,0 +1,10 @@
+"""Metric names, defined once: logged by the LightningModule, read by entry points, callbacks and sweeps."""
+
+TRAIN_LOSS = "train/loss"
+TRAIN_LOSS_STEP = "train/loss_step"
+TRAIN_ACC = "train/acc"
+VAL_LOSS = "val/loss"
+VAL_ACC = "val/acc"
+VAL_ACC_BEST = "val/acc_best"
+TEST_LOSS = "test/loss"
+TEST_ACC = "test/acc"

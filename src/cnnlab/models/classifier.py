@@ -1,0 +1,155 @@
+"""ImageClassifier: the one LightningModule. Backbone + head, built from plain config dicts.
+
+Every constructor argument is a plain value or dict and is saved in the checkpoint, so
+`ImageClassifier.load_from_checkpoint(path)` rebuilds the model - preprocessing included - without
+the run dir or Hydra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from cnnlab import metrics as M
+from cnnlab.models.head import build_head
+from cnnlab.models.preprocess import InputAdapter
+from cnnlab.utils.tensorboard import log_confusion_matrix
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        data: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        head: dict[str, Any] | None = None,
+        image_size: int | list[int] | None = None,
+        label_smoothing: float = 0.0,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        # The logger gets the whole composed config at the end of the run instead (see cnnlab.train).
+        self.save_hyperparameters(logger=False)
+        self.num_classes = int(data["num_classes"])
+        self.class_names = list(data["class_names"])
+        size = _pair(image_size) if image_size is not None else tuple(data["image_size"])
+        in_chans = int(data["in_chans"])
+        self.backbone = instantiate(backbone, in_chans=in_chans, image_size=size)
+        self.preprocess = InputAdapter(
+            in_chans=in_chans,
+            model_chans=in_chans,
+            image_size=size if size != tuple(data["image_size"]) else None,
+            mean=data["mean"],
+            std=data["std"],
+            channels_last=channels_last,
+        )
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        self.head = build_head(self.backbone.num_features, self.num_classes, **(head or {}))
+        self.register_buffer("_train_sums", torch.zeros(3), persistent=False)  # loss sum, correct, count
+        self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        # A buffer, not a MaxMetric: it is saved in checkpoints, so a resumed run keeps its best.
+        self.register_buffer("val_acc_best", torch.tensor(0.0))
+
+    # --- forward ------------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of raw images (uint8 0..255 or float 0..1), preprocessing included."""
+        return self.head(self.backbone(self.preprocess(images)))
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits.argmax(1), labels
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, preds, labels = self._shared_step(batch)
+        # Summed on the device and reduced once per epoch: no self.log, no host sync in the hot loop.
+        with torch.no_grad():
+            self._train_sums += torch.stack(
+                [
+                    loss.detach() * len(labels),
+                    (preds == labels).sum().to(loss.dtype),
+                    loss.new_tensor(len(labels)),
+                ]
+            )
+        self._log_step_loss(loss)
+        return loss
+
+    def _log_step_loss(self, loss: torch.Tensor) -> None:
+        """The per-step loss curve, written every `log_every_n_steps` (the only host sync, that often)."""
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        if every and self.global_step % every == 0 and self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics({M.TRAIN_LOSS_STEP: float(loss.detach())}, step=self.global_step)
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums.zero_()
+
+    def on_train_epoch_end(self) -> None:
+        loss_sum, correct, count = self._train_sums
+        self.log(M.TRAIN_LOSS, loss_sum / count.clamp(min=1), sync_dist=True, prog_bar=True)
+        self.log(M.TRAIN_ACC, correct / count.clamp(min=1), sync_dist=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, labels = self._shared_step(batch)
+        self.val_acc(preds, labels)
+        self.log(M.VAL_LOSS, loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log(M.VAL_ACC, self.val_acc, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.val_acc_best = torch.maximum(self.val_acc_best, self.val_acc.compute())
+        self.log(M.VAL_ACC_BEST, self.val_acc_best, prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, labels = self._shared_step(batch)
+        self.test_acc(preds, labels)
+        self.test_confusion.update(preds, labels)
+        self.log(M.TEST_LOSS, loss, on_epoch=True, sync_dist=True)
+        self.log(M.TEST_ACC, self.test_acc, on_epoch=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.last_confusion = self.test_confusion.compute().cpu()
+        if self.trainer.is_global_zero:
+            log_confusion_matrix(self.loggers, self.last_confusion, self.class_names, self.global_step)
+
+    # --- optimisation -------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One group per part of the model, so policies can give each its own LR."""
+        return [
+            {"name": "backbone", "params": list(self.backbone.parameters())},
+            {"name": "head", "params": list(self.head.parameters())},
+        ]
+
+    def lr_factor(self, group: str) -> float:
+        """Extra per-group multiplier on top of the schedule (1 here; transfer policies gate groups)."""
+        return 1.0
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer)(self.param_groups())
+        schedule_cfg = self.hparams.scheduler or {
+            "_target_": "cnnlab.models.schedules.constant",
+            "_partial_": True,
+        }
+        schedule = instantiate(schedule_cfg)(total_steps=int(self.trainer.estimated_stepping_batches))
+        lambdas = [
+            (lambda step, name=group["name"]: schedule(step) * self.lr_factor(name)) for group in optimizer.param_groups
+        ]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))

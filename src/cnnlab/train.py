@@ -1,0 +1,120 @@
+"""cnnlab-train: compose the config, build data + model + trainer, fit, test the best, write metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.utils.cli import reports_user_errors, run_cli
+from cnnlab.utils.config import resolved_config
+from cnnlab.utils.rundir import register_resolvers
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+log = logging.getLogger("cnnlab.train")
+register_resolvers()
+
+
+def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
+    """Run one training job as `cfg` says; returns the final metrics (also written to metrics.json).
+
+    `extra_callbacks` lets Python callers (benchmarks, notebooks) watch the run without a config entry.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from cnnlab.builders import build_callbacks, build_loggers, build_model, count_parameters
+    from cnnlab.utils.io import write_json_atomic
+    from cnnlab.utils.tensorboard import log_hparams
+
+    started = time.perf_counter()
+    _route_lightning_logs()
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    info = datamodule.info
+    model = build_model(cfg, info)
+    params = count_parameters(model)
+    log.info(
+        "data: %s, %d classes, %d channels, %dx%d; model: %s parameters (%s trainable)",
+        info.name,
+        info.num_classes,
+        info.in_chans,
+        *info.image_size,
+        f"{params['total']:,}",
+        f"{params['trainable']:,}",
+    )
+    callbacks = build_callbacks(cfg) + list(extra_callbacks or [])
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=build_loggers(cfg),
+        # Without a checkpoint callback in the config, Lightning would add its own in an odd place.
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+    )
+
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = _final_metrics(trainer.callback_metrics)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.test:
+        ckpt = best or (None if cfg.train else cfg.ckpt_path)
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        metrics.update({k: v for k, v in _final_metrics(trainer.callback_metrics).items() if k.startswith("test/")})
+
+    summary: dict[str, Any] = {
+        **metrics,
+        "params": params,
+        "best_checkpoint": best or None,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "duration_s": round(time.perf_counter() - started, 2),
+    }
+    if cfg.test and getattr(model, "last_confusion", None) is not None:
+        summary["test/confusion_matrix"] = model.last_confusion.tolist()
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / "metrics.json", summary)
+        log_hparams(trainer.loggers, resolved_config(cfg), metrics)
+        log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+        log.info("outputs: %s", output_dir)
+    return summary
+
+
+def _final_metrics(callback_metrics: dict[str, Any]) -> dict[str, float]:
+    """Epoch-level values under their plain names (Lightning adds `_step` / `_epoch` twins)."""
+    return {
+        k: float(v)
+        for k, v in callback_metrics.items()
+        if k.startswith(("train/", "val/", "test/")) and not k.endswith(("_step", "_epoch"))
+    }
+
+
+def _route_lightning_logs() -> None:
+    """Lightning adds its own console handler when imported before logging is set up: Hydra's already prints."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@reports_user_errors
+def main(cfg: DictConfig) -> float | None:
+    """Hydra task: returns the optimized metric, which sweepers (Optuna) maximize."""
+    summary = train(cfg)
+    value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    return None if value is None else float(value)
+
+
+def cli() -> None:
+    """Console script: runs the Hydra task but never hands its float to sys.exit as an exit code."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

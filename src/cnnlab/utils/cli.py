@@ -1,0 +1,63 @@
+"""What every entry point shares: user errors become one clear message and exit code 2, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig
+
+from cnnlab.errors import CnnlabError
+
+log = logging.getLogger("cnnlab")
+T = TypeVar("T")
+USER_ERROR_EXIT_CODE = 2
+_exit_code = 0
+
+
+def find_user_error(err: BaseException | None) -> CnnlabError | None:
+    """The CnnlabError behind `err`, also when Hydra's instantiate wrapped it."""
+    while err is not None:
+        if isinstance(err, CnnlabError):
+            return err
+        err = err.__cause__
+    return None
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T | None]:
+    """In a single run, log a CnnlabError as one message and remember exit code 2.
+
+    In a sweep the error propagates, so the launcher records that job as failed and goes on.
+    """
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> T | None:
+        global _exit_code
+        try:
+            return task(cfg)
+        except Exception as err:
+            user_error = find_user_error(err)
+            if user_error is None or _is_multirun():
+                raise
+            log.error("error: %s", user_error)
+            _exit_code = USER_ERROR_EXIT_CODE
+            return None
+
+    return wrapper
+
+
+def run_cli(hydra_main: Callable[[], Any]) -> None:
+    """Console-script body: run the Hydra main, then exit with 2 if it reported a user error."""
+    hydra_main()
+    if _exit_code:
+        sys.exit(_exit_code)

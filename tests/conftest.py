@@ -1,0 +1,76 @@
+"""Shared fixtures: real configs composed with hydra.compose, real data from the machine."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from cnnlab.train import CONF_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Real MNIST for tests only (see ../shared/data/README.md); the product never reads this folder itself.
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def require(path: Path, how: str) -> Path:
+    if not path.is_dir():
+        pytest.fail(f"{path} is missing: {how}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    return require(FASHION_DIR, "install it with `apt-get install dataset-fashion-mnist` (.ci/run does)")
+
+
+@pytest.fixture(scope="session")
+def shared_mnist() -> Path:
+    return require(SHARED_MNIST, "the real MNIST for tests lives in ../shared/data/mnist beside the project")
+
+
+@pytest.fixture
+def mnist_data_dir(tmp_path: Path, shared_mnist: Path) -> Path:
+    """A data_dir with MNIST in torchvision's layout, as a user would set it up by hand."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in shared_mnist.glob("*.gz"):
+        (raw / f.name).symlink_to(f)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose conf/train.yaml with overrides, outputs under tmp_path, as the CLI would."""
+
+    def _make(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(tmp_path)
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.log_dir = str(tmp_path / "outputs")
+            if "data_dir" not in " ".join(overrides):
+                cfg.paths.data_dir = str(tmp_path / "data")
+        GlobalHydra.instance().clear()
+        return cfg
+
+    return _make
+
+
+@pytest.fixture
+def copy_dir() -> Callable[[Path, Path], Path]:
+    def _copy(src: Path, dst: Path) -> Path:
+        shutil.copytree(src, dst)
+        return dst
+
+    return _copy

@@ -1,0 +1,137 @@
+"""Real training runs through the real entry point on real data (small slices, except the `slow` ones)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from cnnlab.train import train
+from cnnlab.utils.rundir import unique_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_metrics(cfg) -> dict:
+    return json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+
+
+def test_short_fashion_training_learns_and_writes_everything(make_cfg, fashion_dir):
+    cfg = make_cfg("data.train_size=3000", "trainer.max_epochs=1", "trainer.log_every_n_steps=10")
+    summary = train(cfg)
+    metrics = read_metrics(cfg)
+    assert metrics["val/acc"] > 0.6 and metrics["test/acc"] > 0.6  # chance is 0.1
+    assert metrics["val/acc_best"] == pytest.approx(metrics["val/acc"])
+    assert metrics["params"]["total"] == 225_034 and summary["test/acc"] == metrics["test/acc"]
+    assert {"train/loss", "train/acc", "val/loss", "test/loss"} <= metrics.keys()
+    out = Path(cfg.paths.output_dir)
+    assert (out / "checkpoints" / "last.ckpt").is_file() and Path(metrics["best_checkpoint"]).is_file()
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss_step", "train/loss", "val/acc", "val/acc_best", "test/acc"} <= set(tags["scalars"])
+    assert any(t.startswith("lr-") for t in tags["scalars"])
+    assert "test/confusion_matrix" in tags["images"]
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    ).session_start_info
+    assert session.hparams["data/train_size"].number_value == 3000
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    ).experiment
+    assert {"val/acc_best", "test/acc"} <= {m.name.tag for m in experiment.metric_infos}
+
+
+def test_resume_continues_from_checkpoint(make_cfg, fashion_dir):
+    first = make_cfg("data.train_size=640", "trainer.max_epochs=1")
+    train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = make_cfg("data.train_size=640", "trainer.max_epochs=2", f"ckpt_path={last}")
+    resumed.paths.output_dir = str(Path(first.paths.output_dir).parent / "resumed")
+    summary = train(resumed)
+    assert summary["epochs"] == 2 and summary["global_step"] == 2 * 10  # 640 / 64 steps per epoch
+
+
+def test_digits_trains_to_high_accuracy(make_cfg):
+    summary = train(make_cfg("data=digits", "trainer.max_epochs=15", "model.backbone.padding=1"))
+    assert summary["test/acc"] > 0.9
+    assert summary["params"]["total"] < 225_034  # the head is sized from the 8x8 input, not hard-coded
+
+
+def test_csv_logger_and_no_callbacks(make_cfg, fashion_dir):
+    cfg = make_cfg("logger=csv", "callbacks=none", "data.train_size=500", "trainer.max_epochs=1")
+    summary = train(cfg)
+    assert summary["best_checkpoint"] is None and summary["test/acc"] > 0.3
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
+    assert any(r.get("val/acc") for r in rows)
+
+
+def test_unique_run_dirs_in_the_same_second(tmp_path):
+    unique_dir.cache_clear()
+    first = unique_dir(str(tmp_path / "12-00-00_train"))
+    unique_dir.cache_clear()
+    second = unique_dir(str(tmp_path / "12-00-00_train"))
+    assert first != second and Path(first).is_dir() and Path(second).is_dir()
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("CNNLAB_ROOT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_runs_from_any_directory(tmp_path, fashion_dir):
+    result = run_cli(["debug=fast"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = list((tmp_path / "outputs" / "runs").glob("*/*_train"))
+    assert len(runs) == 1
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["params"]["total"] == 225_034
+    assert (runs[0] / ".hydra" / "config.yaml").is_file() and (runs[0] / "train.log").is_file()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.val_fraction=1.5", "data.val_fraction=1.5: must be a number strictly between 0 and 1"),
+        ("data.batch_size=0", "data.batch_size=0: must be an integer >= 1"),
+        ("data.train_size=100000", "data.train_size=100000 is larger than the training split"),
+        ("data.system_dirs=[]", "Fashion-MNIST not found"),
+        ("data.nonsense=1", "Could not override 'data.nonsense'"),
+        ("model=nonsense", "Could not find 'model/nonsense'"),
+    ],
+)
+def test_cli_bad_input_is_one_clear_message(tmp_path, override, message):
+    result = run_cli([override], tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
+
+
+@pytest.mark.slow
+def test_seed_fashion_recipe(make_cfg, fashion_dir):
+    """The seed's recipe on Fashion-MNIST: >= 0.84 val acc after one epoch, >= 0.89 test acc after five."""
+    cfg = make_cfg("experiment=seed_fashion", "logger=csv")
+    summary = train(cfg)
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
+    val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
+    assert len(val_acc) == 5 and val_acc[0] >= 0.84
+    assert summary["test/acc"] >= 0.89
+
+
+@pytest.mark.slow
+def test_seed_mnist_recipe_on_real_mnist(make_cfg, mnist_data_dir):
+    summary = train(make_cfg("experiment=seed_mnist", f"paths.data_dir={mnist_data_dir}"))
+    assert summary["test/acc"] >= 0.988
