@@ -21,6 +21,7 @@ def build_model(cfg: DictConfig, info: DataInfo) -> LightningModule:
         data=info.as_dict(),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
+        transfer=OmegaConf.to_container(cfg.transfer, resolve=True) if cfg.get("transfer") else None,
     )
 
 

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from cnnlab import metrics as M
 from cnnlab.models.head import build_head
 from cnnlab.models.preprocess import InputAdapter
+from cnnlab.transfer.policy import TransferConfig, TransferPolicy
 from cnnlab.utils.tensorboard import log_confusion_matrix
 
 
@@ -29,6 +30,9 @@ class ImageClassifier(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         head: dict[str, Any] | None = None,
+        transfer: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        weights: str | None = None,
         image_size: int | list[int] | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = True,
@@ -38,20 +42,24 @@ class ImageClassifier(L.LightningModule):
         self.save_hyperparameters(logger=False)
         self.num_classes = int(data["num_classes"])
         self.class_names = list(data["class_names"])
+        self.transfer_config = TransferConfig.from_dict(transfer)
         size = _pair(image_size) if image_size is not None else tuple(data["image_size"])
-        in_chans = int(data["in_chans"])
-        self.backbone = instantiate(backbone, in_chans=in_chans, image_size=size)
+        self.backbone = instantiate(
+            backbone, in_chans=int(data["in_chans"]), image_size=size, pretrained=pretrained, weights=weights
+        )
         self.preprocess = InputAdapter(
-            in_chans=in_chans,
-            model_chans=in_chans,
+            in_chans=int(data["in_chans"]),
+            model_chans=self.backbone.in_chans,
             image_size=size if size != tuple(data["image_size"]) else None,
-            mean=data["mean"],
-            std=data["std"],
+            mean=self.backbone.mean or data["mean"],
+            std=self.backbone.std or data["std"],
             channels_last=channels_last,
         )
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.head = build_head(self.backbone.num_features, self.num_classes, **(head or {}))
+        self.policy = TransferPolicy(self.transfer_config, self.backbone, self.head)
+        self.policy.apply_requires_grad(self.backbone, epoch=0)
         self.register_buffer("_train_sums", torch.zeros(3), persistent=False)  # loss sum, correct, count
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
@@ -65,8 +73,9 @@ class ImageClassifier(L.LightningModule):
         return self.head(self.backbone(self.preprocess(images)))
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        logits = self(images)
+        inputs, labels = batch
+        # 2-D inputs are cached backbone features (frozen feature extraction, see cnnlab.transfer.feature_cache).
+        logits = self.head(inputs) if inputs.ndim == 2 else self(inputs)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         return loss, logits.argmax(1), labels
 
@@ -93,6 +102,29 @@ class ImageClassifier(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_sums.zero_()
+        self._apply_transfer_policy()
+
+    # --- transfer policy ----------------------------------------------------------------------------
+    def _apply_transfer_policy(self) -> None:
+        """At each epoch start: what trains, BatchNorm modes, and this epoch's LRs (freeze -> unfreeze)."""
+        epoch = self.current_epoch
+        if self.trainer.world_size == 1:  # under DDP the LR gate alone freezes (see cnnlab.transfer.policy)
+            self.policy.apply_requires_grad(self.backbone, epoch)
+        self.policy.set_bn_modes(self.backbone, epoch)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:  # the gate may have changed since the scheduler last stepped
+            for group, base_lr, factor in zip(
+                scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+            ):
+                group["lr"] = base_lr * factor(scheduler.last_epoch)
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        """Whoever switches the model to training, frozen BatchNorms stay in eval mode."""
+        super().train(mode)
+        if mode:
+            epoch = self.current_epoch if self._trainer is not None else 0
+            self.policy.set_bn_modes(self.backbone, epoch)
+        return self
 
     def on_train_epoch_end(self) -> None:
         loss_sum, correct, count = self._train_sums
@@ -127,15 +159,12 @@ class ImageClassifier(L.LightningModule):
 
     # --- optimisation -------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
-        """One group per part of the model, so policies can give each its own LR."""
-        return [
-            {"name": "backbone", "params": list(self.backbone.parameters())},
-            {"name": "head", "params": list(self.head.parameters())},
-        ]
+        """One group per backbone stage plus the head, each at its own LR (see TransferPolicy)."""
+        return self.policy.param_groups(self.backbone, base_lr=self.hparams.optimizer["lr"])
 
     def lr_factor(self, group: str) -> float:
-        """Extra per-group multiplier on top of the schedule (1 here; transfer policies gate groups)."""
-        return 1.0
+        """Per-group multiplier on top of the schedule: 0 while the group's stage is frozen."""
+        return self.policy.gate(group, self.current_epoch if self._trainer is not None else 0)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(self.param_groups())

@@ -23,8 +23,12 @@ class SeedCNN(nn.Module):
         kernel_size: int = 3,
         padding: int = 0,
         batch_norm: bool = False,
+        pretrained: bool = False,
+        weights: str | None = None,
     ) -> None:
         super().__init__()
+        self.in_chans = in_chans
+        self.mean = self.std = None  # normalise with the data's own statistics
         layers: list[nn.Module] = []
         channels = in_chans
         for width in widths:
@@ -36,6 +40,31 @@ class SeedCNN(nn.Module):
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
         self.num_features = self._infer_num_features(in_chans, tuple(image_size))
+        self.weights_source = None
+        if pretrained:
+            self._load_pretrained(weights)
+
+    def _load_pretrained(self, weights: str | None) -> None:
+        from cnnlab.errors import CnnlabError
+        from cnnlab.models.weights import load_strict, read_weights_file
+
+        if not weights:
+            raise CnnlabError(
+                "model.pretrained=true: the seed CNN has no published weights. Give a checkpoint of an earlier "
+                "run with model.weights=<path/to/best.ckpt>, or train from scratch (model.pretrained=false)."
+            )
+        load_strict(self, read_weights_file(weights, prefix="backbone."), f"file {weights}")
+        self.weights_source = f"file {weights}"
+
+    def stages(self) -> list[list[str]]:
+        """Parameter names per conv stage, input side first (what fine-tuning policies unfreeze)."""
+        stages: list[list[str]] = []
+        for index, layer in enumerate(self.features):
+            if isinstance(layer, nn.Conv2d):
+                stages.append([])  # each conv opens a stage; its BatchNorm joins it
+            if stages:
+                stages[-1].extend(f"features.{index}.{name}" for name, _ in layer.named_parameters())
+        return stages
 
     def _infer_num_features(self, in_chans: int, image_size: tuple[int, int]) -> int:
         from cnnlab.errors import CnnlabError

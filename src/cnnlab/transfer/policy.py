@@ -1,0 +1,148 @@
+"""One policy for scratch training, frozen feature extraction and fine-tuning.
+
+The optimizer gets one param group per backbone stage plus one for the head, all registered up front.
+Freezing is an LR gate (x0) on those groups plus `requires_grad=False` (so no gradient is even computed)
+and BatchNorm in eval mode (so running statistics never move). Nothing is rebuilt mid-run, so LR
+schedulers, checkpoints / resume and DDP see the same optimizer throughout. Under DDP, parameters keep
+`requires_grad` (DDP fixes its gradient buckets at start) and the gate alone holds frozen stages still.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError, Problems
+
+MODES = ("scratch", "frozen", "finetune")
+HEAD = "head"
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    mode: str = "scratch"  # scratch | frozen | finetune
+    pretrained: bool = False  # read by the model config: load pretrained backbone weights
+    backbone_lr_scale: float = 1.0  # backbone LR = head LR x this (discriminative fine-tuning)
+    layer_decay: float | None = None  # each stage further from the head: LR x this again
+    freeze_epochs: int = 0  # finetune: train the head only for this many epochs, then unfreeze
+    trainable_stages: int | None = None  # finetune: unfreeze only the last N backbone stages (null = all)
+    freeze_bn: bool = False  # finetune: keep every backbone BatchNorm in eval mode throughout
+    cache_features: bool = True  # frozen, no augmentation: embed the data once, train the head on it
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> TransferConfig:
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CnnlabError(f"unknown transfer keys {unknown}; known: {', '.join(sorted(known))}.")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        problems = Problems()
+        problems.check(self.mode in MODES, "transfer.mode", self.mode, f"one of {', '.join(MODES)}")
+        problems.check(self.backbone_lr_scale >= 0, "transfer.backbone_lr_scale", self.backbone_lr_scale, ">= 0")
+        problems.check(
+            self.layer_decay is None or 0 < self.layer_decay <= 1, "transfer.layer_decay", self.layer_decay,
+            "null or in (0, 1]",
+        )  # fmt: skip
+        problems.check(
+            isinstance(self.freeze_epochs, int) and self.freeze_epochs >= 0, "transfer.freeze_epochs",
+            self.freeze_epochs, "an integer >= 0",
+        )  # fmt: skip
+        problems.check(
+            self.trainable_stages is None or (isinstance(self.trainable_stages, int) and self.trainable_stages >= 0),
+            "transfer.trainable_stages", self.trainable_stages, "null (all) or an integer >= 0",
+        )  # fmt: skip
+        problems.raise_if_any("invalid transfer configuration")
+
+
+class TransferPolicy:
+    """Decides, per epoch, which backbone stages train, at which LR, and which BatchNorms stay in eval."""
+
+    def __init__(self, config: TransferConfig, backbone: nn.Module, head: nn.Module) -> None:
+        self.config = config
+        self.stages = _stages(backbone)
+        self.stage_of_module = _bn_stage_index(backbone, self.stages)
+        self.head = head
+        if config.trainable_stages is not None and config.trainable_stages > len(self.stages):
+            raise CnnlabError(
+                f"transfer.trainable_stages={config.trainable_stages} but the backbone has {len(self.stages)} stages."
+            )
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    def group_name(self, stage: int) -> str:
+        return f"backbone.stage{stage}"
+
+    def lr_scale(self, stage: int) -> float:
+        """Backbone stage LR relative to the head's: discriminative, optionally decaying towards the input."""
+        scale = self.config.backbone_lr_scale
+        if self.config.layer_decay is not None:
+            scale *= self.config.layer_decay ** (self.num_stages - 1 - stage)
+        return scale
+
+    def param_groups(self, backbone: nn.Module, base_lr: float) -> list[dict[str, Any]]:
+        params = dict(backbone.named_parameters())
+        groups = [
+            {"name": self.group_name(i), "params": [params[n] for n in names], "lr": base_lr * self.lr_scale(i)}
+            for i, names in enumerate(self.stages)
+        ]
+        groups.append({"name": HEAD, "params": list(self.head.parameters()), "lr": base_lr})
+        return [g for g in groups if g["params"]]
+
+    def stage_trains(self, stage: int, epoch: int) -> bool:
+        mode = self.config.mode
+        if mode == "scratch":
+            return True
+        if mode == "frozen" or epoch < self.config.freeze_epochs:
+            return False
+        keep = self.config.trainable_stages
+        return keep is None or stage >= self.num_stages - keep
+
+    def gate(self, group: str, epoch: int) -> float:
+        """LR multiplier of a param group at `epoch`: 0 while its stage is frozen."""
+        if group == HEAD:
+            return 1.0
+        return 1.0 if self.stage_trains(int(group.removeprefix("backbone.stage")), epoch) else 0.0
+
+    def apply_requires_grad(self, backbone: nn.Module, epoch: int) -> None:
+        params = dict(backbone.named_parameters())
+        for i, names in enumerate(self.stages):
+            trains = self.stage_trains(i, epoch)
+            for name in names:
+                params[name].requires_grad_(trains)
+
+    def bn_in_eval(self, module_name: str, epoch: int) -> bool:
+        """BatchNorm of a frozen stage (or every one, with freeze_bn) stays in eval mode."""
+        if self.config.mode == "scratch":
+            return False
+        return self.config.freeze_bn or not self.stage_trains(self.stage_of_module[module_name], epoch)
+
+    def set_bn_modes(self, backbone: nn.Module, epoch: int) -> None:
+        for name, module in backbone.named_modules():
+            if name in self.stage_of_module and self.bn_in_eval(name, epoch):
+                module.eval()
+
+
+def _stages(backbone: nn.Module) -> list[list[str]]:
+    stages = backbone.stages() if hasattr(backbone, "stages") else [[n for n, _ in backbone.named_parameters()]]
+    return [s for s in stages if s]
+
+
+def _bn_stage_index(backbone: nn.Module, stages: list[list[str]]) -> dict[str, int]:
+    """Each BatchNorm-like module (anything with running stats) -> the stage its parameters belong to."""
+    stage_of_param = {name: i for i, names in enumerate(stages) for name in names}
+    index = {}
+    for name, module in backbone.named_modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+            owners = [stage_of_param[f"{name}.{p}"] for p, _ in module.named_parameters(recurse=False)
+                      if f"{name}.{p}" in stage_of_param]  # fmt: skip
+            index[name] = owners[0] if owners else len(stages) - 1
+    return index

