@@ -200,12 +200,15 @@ def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir
     uncached = train(make_cfg(*args, "transfer.cache_features=false"))
     cached_cfg = make_cfg(*args)
     cached = train(cached_cfg)
-    files = list((Path(cached_cfg.paths.cache_dir) / "features").glob("*.pt"))
-    assert len(files) == 1
+    cache = Path(cached_cfg.paths.cache_dir) / "features"
+    files = sorted(cache.glob("*.pt"))
+    assert len(files) == 3  # one per split
     for key in ("val/acc", "test/acc", "train/loss"):
         assert cached[key] == pytest.approx(uncached[key], abs=2e-3), key
-    stamp = files[0].stat().st_mtime_ns
-    train(make_cfg(*args))  # same model + data: the file is reused, not rewritten
-    assert files[0].stat().st_mtime_ns == stamp
-    train(make_cfg(*args, "data.train_size=100"))  # other data: another key
-    assert len(list(files[0].parent.glob("*.pt"))) == 2
+    stamps = [f.stat().st_mtime_ns for f in files]
+    train(make_cfg(*args))  # same model + data: every file is reused, none rewritten
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    train(make_cfg(*args, "data.train_size=100"))  # another training subset: a new key for that split only
+    assert len(list(cache.glob("*.pt"))) == 4
+    train(make_cfg(*args, "model.image_size=48", "test=false"))  # other preprocessing: new keys, no test split
+    assert len(list(cache.glob("*.pt"))) == 6

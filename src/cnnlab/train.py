@@ -28,7 +28,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from cnnlab.builders import build_callbacks, build_loggers, build_model, count_parameters
-    from cnnlab.transfer.feature_cache import cached_features, wants_feature_cache
+    from cnnlab.transfer.feature_cache import FeatureDataModule, wants_feature_cache
     from cnnlab.utils.io import write_json_atomic
     from cnnlab.utils.tensorboard import log_hparams
 
@@ -40,7 +40,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     info = datamodule.info
     model = build_model(cfg, info)
     if wants_feature_cache(model, datamodule):
-        datamodule = cached_features(model, datamodule, Path(cfg.paths.cache_dir))
+        datamodule = FeatureDataModule(datamodule, model, Path(cfg.paths.cache_dir))
     params = count_parameters(model)
     log.info(
         "data: %s, %d classes, %d channels, %dx%d; model: %s parameters (%s trainable)",

@@ -20,7 +20,6 @@ import torch
 from cnnlab.data.base import InMemoryDataModule, Splits
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 
 
 def wants_feature_cache(model: torch.nn.Module, datamodule: object) -> bool:
@@ -34,92 +33,97 @@ def wants_feature_cache(model: torch.nn.Module, datamodule: object) -> bool:
     )
 
 
-def cache_key(model: torch.nn.Module, datamodule: InMemoryDataModule) -> str:
+def cache_key(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> str:
+    """Everything the embeddings of one split depend on: backbone, its weights, preprocessing, the data."""
     digest = hashlib.sha256()
     digest.update(repr((type(model.backbone).__name__, getattr(model.backbone, "name", ""))).encode())
-    for tensor in list(model.backbone.state_dict().values()) + list(
-        model.preprocess.state_dict(keep_vars=True).values()
-    ):
+    for tensor in model.backbone.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     pre = model.preprocess
     digest.update(repr((pre.in_chans, pre.model_chans, pre.image_size, pre.mean.tolist(), pre.std.tolist())).encode())
-    for name in SPLITS:
-        images, labels = getattr(datamodule.splits, name)
-        digest.update(repr((name, tuple(images.shape))).encode())
-        digest.update(images.contiguous().numpy().tobytes())
-        digest.update(labels.contiguous().numpy().tobytes())
+    digest.update(repr(tuple(images.shape)).encode())
+    digest.update(images.contiguous().numpy().tobytes())
+    digest.update(labels.contiguous().numpy().tobytes())
     return digest.hexdigest()[:24]
 
 
 @torch.no_grad()
-def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Backbone features of every image, in eval mode, batched on `device`."""
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device, non_blocking=True)
-        chunks.append(model.backbone(model.preprocess(batch)).float().cpu())
+def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Backbone features of every image, in eval mode, batched (on the GPU when there is one)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    was_training, original = model.training, next(model.parameters()).device
+    model.eval().to(device)
+    try:
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            chunks.append(model.backbone(model.preprocess(batch)).float().cpu())
+    finally:
+        model.to(original).train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, model.backbone.num_features)
 
 
-class FeatureDataModule(InMemoryDataModule):
-    """The source DataModule's splits with images replaced by their backbone features (N, F)."""
+def cached_split(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 cache_dir: Path) -> torch.Tensor:  # fmt: skip
+    """The features of one split: from the cache file for this exact model + data, or computed and stored."""
+    path = Path(cache_dir) / "features" / f"{cache_key(model, images, labels)}.pt"
+    features = _load(path, len(labels))
+    if features is None:
+        started = time.perf_counter()
+        features = embed(model, images, batch_size)
+        _save_atomic(path, features)
+        log.info("feature cache: embedded %d images in %.1fs -> %s", len(labels), time.perf_counter() - started, path)
+    else:
+        log.info("feature cache: reusing %s", path)
+    return features
 
-    def __init__(self, source: InMemoryDataModule, splits: Splits) -> None:
+
+class FeatureDataModule(InMemoryDataModule):
+    """The source DataModule's splits with images replaced by backbone features (N, F), each split embedded
+    the first time it is used (a run with test=false never embeds the test split)."""
+
+    def __init__(self, source: InMemoryDataModule, model: torch.nn.Module, cache_dir: Path) -> None:
         super().__init__(
             batch_size=source.batch_size,
             eval_batch_size=source.eval_batch_size,
             val_fraction=source.val_fraction,
             seed=source.seed,
         )
-        self.display_name = source.display_name
-        self.splits, self._info = splits, source.info
+        source.setup()
+        self.display_name, self._info, self.source = source.display_name, source.info, source
+        self.model, self.cache_dir = model, cache_dir
+        self.splits = Splits(train=None, val=None, test=None)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Nothing to load: the source is loaded and each split is embedded on first use."""
+
+    def _batches(self, split: str, train: bool):
+        if getattr(self.splits, split) is None:
+            images, labels = getattr(self.source.splits, split)
+            features = cached_split(self.model, images, labels, self.eval_batch_size, self.cache_dir)
+            setattr(self.splits, split, (features, labels))
+        return super()._batches(split, train)
 
 
-def cached_features(model: torch.nn.Module, datamodule: InMemoryDataModule, cache_dir: Path) -> FeatureDataModule:
-    """Load the embeddings for this exact model + data, or compute and store them (atomically)."""
-    datamodule.setup()
-    path = Path(cache_dir) / "features" / f"{cache_key(model, datamodule)}.pt"
-    splits = _load(path)
-    if splits is None:
-        started = time.perf_counter()
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        was_training = model.training
-        model.eval().to(device)
-        splits = Splits(*[
-            (embed(model, getattr(datamodule.splits, name)[0], datamodule.eval_batch_size, device),
-             getattr(datamodule.splits, name)[1])
-            for name in SPLITS
-        ])  # fmt: skip
-        model.cpu().train(was_training)
-        _save_atomic(path, splits)
-        log.info("feature cache: embedded %d images in %.1fs -> %s",
-                 sum(len(getattr(splits, n)[1]) for n in SPLITS), time.perf_counter() - started, path)  # fmt: skip
-    else:
-        log.info("feature cache: reusing %s", path)
-    return FeatureDataModule(datamodule, splits)
-
-
-def _load(path: Path) -> Splits | None:
+def _load(path: Path, count: int) -> torch.Tensor | None:
     if not path.is_file():
         return None
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        return Splits(*[(stored[f"{n}_features"], stored[f"{n}_labels"]) for n in SPLITS])
+        features = torch.load(path, map_location="cpu", weights_only=True)
+        if features.ndim == 2 and len(features) == count:
+            return features
+        log.warning("feature cache %s holds %s, expected %d rows; recomputing", path, tuple(features.shape), count)
     except Exception as err:  # a damaged cache is only a cache: recompute it
         log.warning("feature cache %s unreadable (%s); recomputing", path, err)
-        return None
+    return None
 
 
-def _save_atomic(path: Path, splits: Splits) -> None:
+def _save_atomic(path: Path, features: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {}
-    for name in SPLITS:
-        features, labels = getattr(splits, name)
-        payload[f"{name}_features"], payload[f"{name}_labels"] = features, labels
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(features, tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

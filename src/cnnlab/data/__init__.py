@@ -1,0 +1,7 @@
+"""DataModules: in-memory uint8 tensors, batched by index slicing."""
+
+from cnnlab.data.base import DataInfo, InMemoryDataModule
+from cnnlab.data.digits import DigitsDataModule
+from cnnlab.data.mnist_family import FashionMNISTDataModule, MNISTDataModule
+
+__all__ = ["DataInfo", "DigitsDataModule", "FashionMNISTDataModule", "InMemoryDataModule", "MNISTDataModule"]

@@ -1,0 +1,163 @@
+"""The in-memory DataModule: a dataset held as one uint8 tensor, split once, batched by index slicing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from cnnlab.data.batches import TensorBatches
+from cnnlab.data.splits import balanced_subset, stratified_split
+from cnnlab.errors import CnnlabError, Problems
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the model needs to know about the data; the model config never repeats it."""
+
+    name: str
+    num_classes: int
+    in_chans: int
+    image_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class Splits:
+    """uint8 images (N, C, H, W) and int64 labels (N,) for each split."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base for datasets small enough to live in memory as uint8 tensors.
+
+    Subclasses implement `load()` -> (train_images, train_labels, test_images, test_labels) and set
+    `display_name` and `class_names`. Everything else - validation split, subsetting, statistics,
+    batching - is shared.
+    """
+
+    display_name = "dataset"
+    class_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 64,
+        eval_batch_size: int | None = 512,
+        val_fraction: float = 0.1,
+        train_size: int | None = None,
+        seed: int = 42,
+        download: bool = False,
+        system_dirs: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        problems = Problems()
+        problems.check(
+            isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1,
+            "data.batch_size", batch_size, "must be an integer >= 1",
+        )
+        problems.check(
+            eval_batch_size is None or (isinstance(eval_batch_size, int) and eval_batch_size >= 1),
+            "data.eval_batch_size", eval_batch_size, "must be null (= batch_size) or an integer >= 1",
+        )
+        problems.check(
+            isinstance(val_fraction, int | float) and 0 < val_fraction < 1,
+            "data.val_fraction", val_fraction, "must be a number strictly between 0 and 1, e.g. 0.1",
+        )
+        problems.check(
+            train_size is None or (isinstance(train_size, int) and train_size >= 1),
+            "data.train_size", train_size, "must be null (all training images) or an integer >= 1",
+        )
+        problems.raise_if_any(f"invalid data configuration for {self.display_name}")
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_fraction = val_fraction
+        self.train_size = train_size
+        self.seed = seed
+        self.download = download
+        self.system_dirs = [Path(d) for d in (system_dirs or [])]
+        self.splits: Splits | None = None
+        self._info: DataInfo | None = None
+
+    # --- to implement -------------------------------------------------------------------------------
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return uint8 train images (N, C, H, W), int64 labels, and the same for the test split."""
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        train_x, train_y, test_x, test_y = self.load()
+        train_idx, val_idx = stratified_split(train_y, self.val_fraction, self.seed)
+        if self.train_size is not None:
+            if self.train_size > len(train_idx):
+                raise CnnlabError(
+                    f"data.train_size={self.train_size} is larger than the training split of "
+                    f"{self.display_name} ({len(train_idx)} images after holding out "
+                    f"data.val_fraction={self.val_fraction}). Use at most {len(train_idx)}, or null for all."
+                )
+            train_idx = train_idx[balanced_subset(train_y[train_idx], self.train_size, self.seed)]
+        self.splits = Splits(
+            train=(train_x[train_idx], train_y[train_idx]),
+            val=(train_x[val_idx], train_y[val_idx]),
+            test=(test_x, test_y),
+        )
+        self._info = self._describe(train_x)
+
+    def _describe(self, train_images: torch.Tensor) -> DataInfo:
+        # Per-channel statistics of the whole training file: fixed per dataset, whatever the subset.
+        pixels = train_images.float().div_(255).transpose(0, 1).reshape(train_images.shape[1], -1)
+        return DataInfo(
+            name=self.display_name,
+            num_classes=len(self.class_names),
+            in_chans=int(train_images.shape[1]),
+            image_size=(int(train_images.shape[2]), int(train_images.shape[3])),
+            class_names=tuple(self.class_names),
+            mean=tuple(round(m, 4) for m in pixels.mean(1).tolist()),
+            std=tuple(round(s, 4) for s in pixels.std(1).tolist()),
+        )
+
+    @property
+    def info(self) -> DataInfo:
+        """Loads the data on first use: class count, channels and size come from the files themselves."""
+        if self._info is None:
+            self.prepare_data()
+            self.setup()
+        assert self._info is not None
+        return self._info
+
+    def _batches(self, split: str, train: bool) -> TensorBatches:
+        if self.splits is None:
+            self.setup()
+        trainer = self.trainer
+        return TensorBatches(
+            *getattr(self.splits, split),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            epoch=lambda: trainer.current_epoch if trainer is not None else 0,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+            pad_shards=train,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)
