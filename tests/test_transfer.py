@@ -156,12 +156,30 @@ def test_safetensors_and_checkpoint_weights_load(tmp_path):
 
 
 def test_no_reachable_weights_says_what_was_tried(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # an empty cache; this machine has no internet
     with pytest.raises(CnnlabError) as err:
         TimmBackbone("resnet18", in_chans=3, image_size=(64, 64), pretrained=True)
     message = str(err.value)
     assert "no pretrained weights for resnet18" in message and "Hugging Face" in message
-    assert "model.weights=" in message
+    assert "model.weights=" in message and "cannot be reached" in message
+
+
+def test_weights_from_the_hugging_face_cache(monkeypatch, tmp_path):
+    """A cache laid out as huggingface_hub writes it (say, copied from an online machine) is used offline."""
+    import timm
+    from safetensors.torch import save_file
+
+    reference = timm.create_model("resnet18", num_classes=0).state_dict()
+    snapshot = tmp_path / "hub" / "models--timm--resnet18.a1_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    save_file({**reference, "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)},
+              snapshot / "model.safetensors")  # fmt: skip
+    (tmp_path / "hub" / "models--timm--resnet18.a1_in1k" / "refs").mkdir()
+    (tmp_path / "hub" / "models--timm--resnet18.a1_in1k" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    backbone = TimmBackbone("resnet18", in_chans=3, image_size=(64, 64), pretrained=True)
+    assert backbone.weights_source.startswith("Hugging Face cache")
+    assert torch.equal(backbone.model.conv1.weight, reference["conv1.weight"])
 
 
 def test_missing_weights_file():

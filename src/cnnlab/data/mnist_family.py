@@ -32,7 +32,7 @@ def find_idx_files(directory: Path) -> dict[str, Path] | list[str]:
             missing.append(stem)
         else:
             found[key] = path
-    return found if not missing else missing
+    return missing if missing else found
 
 
 class IdxDataModule(InMemoryDataModule):

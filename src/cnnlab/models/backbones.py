@@ -69,7 +69,7 @@ class TimmBackbone(nn.Module):
         self.weights_source = None
         if pretrained:
             rgb = timm.create_model(arch, pretrained=False, **kwargs).state_dict()
-            state, self.weights_source = resolve_pretrained(arch, rgb, weights)
+            state, self.weights_source = resolve_pretrained(name, rgb, weights)
             first = f"{cfg['first_conv']}.weight"
             if self.in_chans != 3 and first in state:
                 state = {**state, first: adapt_input_conv(self.in_chans, state[first])}

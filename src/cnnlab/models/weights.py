@@ -72,15 +72,53 @@ def package_weights(arch: str, reference: dict[str, torch.Tensor]) -> dict[str, 
     return dict(zip(keys, values, strict=True))
 
 
-def hub_weights(arch: str) -> dict[str, torch.Tensor]:
-    """timm's own pretrained weights: the Hugging Face cache, or the hub when online."""
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _host_resolves(host: str, timeout: float = 3.0) -> bool:
+    """A quick offline test: without it, huggingface_hub retries an unreachable host for about a minute."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(socket.getaddrinfo, host, 443).result(timeout=timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        pool.shutdown(wait=False)
+
+
+def hub_weights(name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """timm's own pretrained weights: the Hugging Face cache first, then the hub if it can be reached."""
+    import os
+
     import timm
+    from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
 
-    return timm.create_model(arch, pretrained=True).state_dict()
+    cfg = get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        raise OSError(f"timm has no Hugging Face weights for {name}")
+    # Read the cache location now, not at import: HF_HOME / HF_HUB_CACHE may be set after start-up.
+    home = os.environ.get("HF_HOME", os.path.join("~", ".cache", "huggingface"))
+    cache_dir = os.path.expanduser(os.environ.get("HF_HUB_CACHE", os.path.join(home, "hub")))
+    for filename in HUB_FILES:
+        cached = try_to_load_from_cache(repo, filename, cache_dir=cache_dir)
+        if isinstance(cached, str):
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+            return model.state_dict(), f"Hugging Face cache ({cached})"
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or not _host_resolves("huggingface.co"):
+        raise OSError(f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached (offline)")
+    return timm.create_model(name, pretrained=True).state_dict(), f"Hugging Face hub ({repo})"
 
 
-def resolve_pretrained(arch: str, reference: dict[str, torch.Tensor], weights: str | None) -> tuple[dict, str]:
-    """Try each source in order; the error lists all of them and how to supply weights offline."""
+def resolve_pretrained(name: str, reference: dict[str, torch.Tensor], weights: str | None) -> tuple[dict, str]:
+    """Try each source in order; the error lists all of them and how to supply weights offline.
+    `name` is a timm name, optionally with its pretrained tag (`resnet18.a1_in1k`)."""
+    arch = name.split(".")[0]
     if weights:
         return read_weights_file(weights), f"file {weights}"
     tried = []
@@ -90,7 +128,7 @@ def resolve_pretrained(arch: str, reference: dict[str, torch.Tensor], weights: s
         return state, f"package {package[0]}"
     tried.append(f"weights package: {f'{package[0]} is not installed' if package else f'none known for {arch}'}")
     try:
-        return hub_weights(arch), "timm (Hugging Face cache / hub)"
+        return hub_weights(name)
     except Exception as err:
         tried.append(f"timm / Hugging Face hub: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
     lines = "\n".join(f"  - {t}" for t in tried)
