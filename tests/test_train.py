@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from cnnlab.train import train
+from cnnlab.utils.cli import find_user_error
 from cnnlab.utils.rundir import unique_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +72,7 @@ def test_csv_logger_and_no_callbacks(make_cfg, fashion_dir):
 
 
 def test_unique_run_dirs_in_the_same_second(tmp_path):
-    unique_dir.cache_clear()
     first = unique_dir(str(tmp_path / "12-00-00_train"))
-    unique_dir.cache_clear()
     second = unique_dir(str(tmp_path / "12-00-00_train"))
     assert first != second and Path(first).is_dir() and Path(second).is_dir()
 
@@ -105,9 +104,6 @@ def test_cli_runs_from_any_directory(tmp_path, fashion_dir):
     ("override", "message"),
     [
         ("data.val_fraction=1.5", "data.val_fraction=1.5: must be a number strictly between 0 and 1"),
-        ("data.batch_size=0", "data.batch_size=0: must be an integer >= 1"),
-        ("data.train_size=100000", "data.train_size=100000 is larger than the training split"),
-        ("data.system_dirs=[]", "Fashion-MNIST not found"),
         ("data.nonsense=1", "Could not override 'data.nonsense'"),
         ("model=nonsense", "Could not find 'model/nonsense'"),
     ],
@@ -118,6 +114,21 @@ def test_cli_bad_input_is_one_clear_message(tmp_path, override, message):
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=0", "data.batch_size=0: must be an integer >= 1"),
+        ("data.train_size=100000", "data.train_size=100000 is larger than the training split"),
+        ("data.system_dirs=[]", "Fashion-MNIST not found"),
+    ],
+)
+def test_bad_data_values_stop_before_training(make_cfg, override, message):
+    with pytest.raises(Exception) as err:  # Hydra's instantiate may wrap the CnnlabError
+        train(make_cfg(override))
+    user_error = find_user_error(err.value)
+    assert user_error is not None and message in str(user_error)
 
 
 @pytest.mark.slow
@@ -135,3 +146,12 @@ def test_seed_fashion_recipe(make_cfg, fashion_dir):
 def test_seed_mnist_recipe_on_real_mnist(make_cfg, mnist_data_dir):
     summary = train(make_cfg("experiment=seed_mnist", f"paths.data_dir={mnist_data_dir}"))
     assert summary["test/acc"] >= 0.988
+
+
+def test_long_job_names_are_shortened_but_unique(tmp_path):
+    from cnnlab.utils.rundir import unique_subdir
+
+    long = "0_" + ",".join(f"model.backbone.option_{i}=0.123456789" for i in range(20))
+    first, second = unique_subdir(str(tmp_path), long), unique_subdir(str(tmp_path), long)
+    assert len(first.encode()) <= 160 and first != second and (tmp_path / first).is_dir()
+    assert unique_subdir(str(tmp_path), long[:-1] + "8") not in (first, second)

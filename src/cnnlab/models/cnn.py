@@ -23,6 +23,7 @@ class SeedCNN(nn.Module):
         kernel_size: int = 3,
         padding: int = 0,
         batch_norm: bool = False,
+        width_mult: float = 1.0,
         pretrained: bool = False,
         weights: str | None = None,
     ) -> None:
@@ -31,7 +32,7 @@ class SeedCNN(nn.Module):
         self.mean = self.std = None  # normalise with the data's own statistics
         layers: list[nn.Module] = []
         channels = in_chans
-        for width in widths:
+        for width in (max(1, round(w * width_mult)) for w in widths):
             layers.append(nn.Conv2d(channels, width, kernel_size, padding=padding, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(width))

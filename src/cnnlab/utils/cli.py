@@ -57,7 +57,12 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
 
 
 def run_cli(hydra_main: Callable[[], Any]) -> None:
-    """Console-script body: run the Hydra main, then exit with 2 if it reported a user error."""
+    """Console-script body: run the Hydra main, then exit with 2 if it reported a user error, or 1 if
+    jobs of a sweep failed (the others ran and kept their results)."""
+    from cnnlab import sweeps
+
     hydra_main()
     if _exit_code:
         sys.exit(_exit_code)
+    if sweeps.failed_jobs:
+        sys.exit(1)

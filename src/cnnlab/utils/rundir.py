@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from functools import cache
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 
-@cache
 def unique_dir(base: str) -> str:
     """Create and return `base`, or `base_2`, `base_3`, ... if taken: mkdir is atomic, so no two runs share one."""
     path = Path(base)
@@ -24,6 +23,26 @@ def unique_dir(base: str) -> str:
     raise RuntimeError(f"could not create a unique run directory next to {base}")
 
 
+MAX_NAME = 150  # file systems allow 255 bytes; leave room for the _2, _3 suffixes
+
+
+def short_name(name: str) -> str:
+    """`name`, or when too long for a file name, its start plus a hash of the whole (still unique, still readable)."""
+    if len(name.encode()) <= MAX_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name.encode()[: MAX_NAME - 10].decode(errors="ignore") + "~" + digest
+
+
+def unique_subdir(parent: str, name: str) -> str:
+    """`name`, or `name_2`, ... so that no job of a resumed sweep (same job numbers) overwrites an earlier one."""
+    return Path(unique_dir(str(Path(parent) / short_name(name)))).name
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", unique_dir)
+    # use_cache: resolved once per config, like Hydra's ${now:}; Hydra copies the cache into each sweep job's
+    # config, so every access to a run or sweep dir sees the same directory.
+    resolvers = (("unique_dir", unique_dir), ("unique_subdir", unique_subdir), ("cwd", os.getcwd))
+    for name, resolver in resolvers:
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver, use_cache=True)

@@ -1,0 +1,112 @@
+"""Sweeps through the real CLI: grids, a failing job, Optuna with resume, DDP on CPU, submitit_local."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.sweeps import cli as summarize_cli
+
+TINY = ["data.train_size=200", "trainer.max_epochs=1", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+        "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+
+
+def cnnlab_train(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("CNNLAB_ROOT", None)
+    return subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def only_sweep_dir(cwd: Path) -> Path:
+    sweeps = list((cwd / "outputs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def summary_rows(sweep: Path) -> list[dict]:
+    return list(csv.DictReader((sweep / "summary.csv").open()))
+
+
+def test_grid_2x2_leaves_four_jobs_and_one_summary(tmp_path, fashion_dir):
+    result = cnnlab_train(
+        ["-m", "model=cnn,resnet18", "optimizer.lr=1e-3,3e-4", "model.image_size=32", *TINY], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
+    assert len(jobs) == 4
+    assert any("model=resnet18" in p.name and "optimizer.lr=0.0003" in p.name for p in jobs)  # names tell overrides
+    assert all(list((p / "tensorboard").glob("events.*")) for p in jobs)  # one TensorBoard run each
+    rows = summary_rows(sweep)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    best = [float(r["val/acc_best"]) for r in rows]
+    assert best == sorted(best, reverse=True)
+    assert "| job | status |" in (sweep / "summary.md").read_text()
+
+
+def test_failing_job_does_not_take_the_sweep_down(tmp_path, fashion_dir):
+    result = cnnlab_train(["-m", "optimizer.lr=1e-3,-1", *TINY], tmp_path)
+    assert result.returncode != 0
+    sweep = only_sweep_dir(tmp_path)
+    rows = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r for r in summary_rows(sweep)}
+    assert rows["0.001"]["status"] == "completed" and float(rows["0.001"]["test/acc"]) > 0
+    assert rows["-1"]["status"] == "failed" and "Invalid learning rate: -1" in rows["-1"]["error"]
+    failed_job = next(p for p in sweep.iterdir() if "optimizer.lr=-1" in p.name)
+    assert json.loads((failed_job / "job.json").read_text())["status"] == "failed"
+    # The summary can be rebuilt at any time; its exit code also says a job failed.
+    with pytest.raises(SystemExit) as exit_info:
+        summarize_cli([str(sweep)])
+    assert exit_info.value.code == 1
+
+
+def test_optuna_search_records_best_and_resumes(tmp_path, fashion_dir):
+    optuna = pytest.importorskip("optuna")
+    first = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=3", *TINY], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    assert "best parameters" in (sweep / "summary.md").read_text()
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    assert len(optuna.load_study(study_name="cnn_optuna", storage=storage).trials) == 3
+    again = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
+                          *TINY], tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(optuna.load_study(study_name="cnn_optuna", storage=storage).trials) == 5
+    assert len(summary_rows(sweep)) == 5  # no job dir of the first launch was overwritten
+
+
+def test_optuna_failed_trial_is_recorded_and_search_goes_on(tmp_path, fashion_dir):
+    optuna = pytest.importorskip("optuna")
+    # A fixed override that breaks every trial: Adam rejects a negative weight decay.
+    result = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", "optimizer.weight_decay=-1",
+                           *TINY], tmp_path)  # fmt: skip
+    assert result.returncode != 0
+    sweep = only_sweep_dir(tmp_path)
+    trials = optuna.load_study(study_name="cnn_optuna", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
+    assert len(trials) == 2 and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    rows = summary_rows(sweep)
+    assert len(rows) == 2 and all("Invalid weight_decay" in r["error"] for r in rows)
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path, fashion_dir):
+    result = cnnlab_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.train_size=640",
+                           "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics_files = list((tmp_path / "outputs").rglob("metrics.json"))
+    assert len(metrics_files) == 1  # only rank 0 writes
+    metrics = json.loads(metrics_files[0].read_text())
+    assert metrics["global_step"] == 5  # 640 images / 2 ranks / batch 64
+    assert metrics["test/acc"] > 0.3
+    assert (metrics_files[0].parent / "train_ddp_process_1.log").is_file()
+
+
+def test_submitit_local_runs_a_two_job_sweep(tmp_path, fashion_dir):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    result = cnnlab_train(["-m", "hydra/launcher=submitit_local", "optimizer.lr=1e-3,2e-3", *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = summary_rows(only_sweep_dir(tmp_path))
+    assert len(rows) == 2 and all(r["status"] == "completed" and float(r["test/acc"]) > 0 for r in rows)
