@@ -1,7 +1,7 @@
 # cnnlab: `make train` and `make test` set everything up themselves (venv, packages, Debian's Fashion-MNIST).
 VENV ?= .venv
 PYTHON ?= python3
-EXTRAS ?= dev,weights
+EXTRAS ?= dev,weights,optuna,slurm,export
 ARGS ?=
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -46,25 +46,27 @@ def mnist_data_dir(tmp_path: Path, shared_mnist: Path) -> Path:
     return tmp_path / "data"
 
 
+def compose_config(name: str, overrides: list[str], root: Path, output_dir: Path) -> DictConfig:
+    """Compose conf/<name>.yaml with overrides, writing under `root`, as the CLI would."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(root)
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(root / "outputs")
+        if "data_dir" not in " ".join(overrides):
+            cfg.paths.data_dir = str(root / "data")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose conf/train.yaml with overrides, outputs under tmp_path, as the CLI would."""
-
-    def _make(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.root_dir = str(tmp_path)
-            cfg.paths.output_dir = str(tmp_path / "run")
-            cfg.paths.log_dir = str(tmp_path / "outputs")
-            if "data_dir" not in " ".join(overrides):
-                cfg.paths.data_dir = str(tmp_path / "data")
-        GlobalHydra.instance().clear()
-        return cfg
-
-    return _make
+    """conf/train.yaml with overrides; the run writes to tmp_path/run."""
+    return lambda *overrides: compose_config("train", list(overrides), tmp_path, tmp_path / "run")
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     datamodule = hydra.utils.instantiate(cfg.data)
     info = datamodule.info
     model = build_model(cfg, info)
+    model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab-eval rebuilds the data from it
     if wants_feature_cache(model, datamodule):
         datamodule = FeatureDataModule(datamodule, model, Path(cfg.paths.cache_dir))
     params = count_parameters(model)

@@ -2,6 +2,14 @@
 
 from cnnlab.data.base import DataInfo, InMemoryDataModule
 from cnnlab.data.digits import DigitsDataModule
+from cnnlab.data.image_folder import ImageFolderDataModule
 from cnnlab.data.mnist_family import FashionMNISTDataModule, MNISTDataModule
 
-__all__ = ["DataInfo", "DigitsDataModule", "FashionMNISTDataModule", "InMemoryDataModule", "MNISTDataModule"]
+__all__ = [
+    "DataInfo",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "ImageFolderDataModule",
+    "InMemoryDataModule",
+    "MNISTDataModule",
+]

@@ -108,7 +108,11 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.splits is not None:
             return
         train_x, train_y, test_x, test_y = self.load()
-        train_idx, val_idx = stratified_split(train_y, self.val_fraction, self.seed)
+        explicit_val = getattr(self, "explicit_val", None)  # a dataset's own validation split, if it has one
+        if explicit_val is not None:
+            train_idx, val_idx = torch.arange(len(train_y)), None
+        else:
+            train_idx, val_idx = stratified_split(train_y, self.val_fraction, self.seed)
         if self.train_size is not None:
             if self.train_size > len(train_idx):
                 raise CnnlabError(
@@ -119,7 +123,7 @@ class InMemoryDataModule(L.LightningDataModule):
             train_idx = train_idx[balanced_subset(train_y[train_idx], self.train_size, self.seed)]
         self.splits = Splits(
             train=(train_x[train_idx], train_y[train_idx]),
-            val=(train_x[val_idx], train_y[val_idx]),
+            val=explicit_val if explicit_val is not None else (train_x[val_idx], train_y[val_idx]),
             test=(test_x, test_y),
         )
         self._info = self._describe(train_x)

@@ -67,6 +67,33 @@ class ImageClassifier(L.LightningModule):
         # A buffer, not a MaxMetric: it is saved in checkpoints, so a resumed run keeps its best.
         self.register_buffer("val_acc_best", torch.tensor(0.0))
 
+    # --- self-contained checkpoints -----------------------------------------------------------------
+    run_config: dict[str, Any] | None = None  # set by cnnlab.train: the composed config of the run
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What an input must be, and what the model does to it before the backbone (it is all inside)."""
+        data = self.hparams.data
+        return {
+            "input": "uint8 images (N, C, H, W) in 0..255, or float in 0..1",
+            "in_chans": int(data["in_chans"]),
+            "image_size": list(data["image_size"]),
+            "model_chans": self.preprocess.model_chans,
+            "model_image_size": list(self.preprocess.image_size or data["image_size"]),
+            "resize": "bilinear, antialiased" if self.preprocess.image_size else "none",
+            "mean": self.preprocess.mean.flatten().tolist(),
+            "std": self.preprocess.std.flatten().tolist(),
+            "class_names": self.class_names,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from cnnlab import __version__
+
+        checkpoint["cnnlab"] = {"version": __version__, "config": self.run_config,
+                                "preprocessing": self.preprocessing()}  # fmt: skip
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.run_config = (checkpoint.get("cnnlab") or {}).get("config")
+
     # --- forward ------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of raw images (uint8 0..255 or float 0..1), preprocessing included."""
@@ -80,6 +107,8 @@ class ImageClassifier(L.LightningModule):
         return loss, logits.argmax(1), labels
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if not len(batch[1]):  # every file of a streamed batch was unreadable
+            return None
         loss, preds, labels = self._shared_step(batch)
         # Summed on the device and reduced once per epoch: no self.log, no host sync in the hot loop.
         with torch.no_grad():
@@ -132,6 +161,8 @@ class ImageClassifier(L.LightningModule):
         self.log(M.TRAIN_ACC, correct / count.clamp(min=1), sync_dist=True, prog_bar=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if not len(batch[1]):  # every file of a streamed batch was unreadable
+            return None
         loss, preds, labels = self._shared_step(batch)
         self.val_acc(preds, labels)
         self.log(M.VAL_LOSS, loss, on_epoch=True, prog_bar=True, sync_dist=True)
@@ -143,6 +174,8 @@ class ImageClassifier(L.LightningModule):
         self.log(M.VAL_ACC_BEST, self.val_acc_best, prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if not len(batch[1]):  # every file of a streamed batch was unreadable
+            return None
         loss, preds, labels = self._shared_step(batch)
         self.test_acc(preds, labels)
         self.test_confusion.update(preds, labels)

@@ -1,0 +1,187 @@
+"""The user's own images: `root/<class>/*` or `root/{train,val,test}/<class>/*`.
+
+Missing splits are seeded, stratified splits of `train`. Every image is decoded once to `image_size` and
+`channels` into one uint8 tensor when that fits in `cache_max_gb`; otherwise files are decoded per batch by
+DataLoader workers (same uint8 batches, so the model is the same either way). Unreadable files are skipped
+with a warning that names them; an empty class folder is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnlab.data.base import InMemoryDataModule
+from cnnlab.data.images import IMAGE_SUFFIXES, decode_image, decode_many
+from cnnlab.data.splits import stratified_split
+from cnnlab.errors import CnnlabError, Problems
+
+log = logging.getLogger(__name__)
+SPLIT_DIRS = ("train", "val", "test")
+
+
+def list_classes(folder: Path) -> dict[str, list[Path]]:
+    """{class name: its image files}, one sub-folder per class, sorted by name."""
+    classes = {}
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        classes[class_dir.name] = sorted(
+            f for f in class_dir.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        )
+    return classes
+
+
+class FileImages(Dataset):
+    """Decodes one file per item (for data too large to cache). An unreadable file yields None, which
+    `collate_readable` drops, so one bad file costs one sample, not the run."""
+
+    def __init__(self, files: Sequence[Path], labels: torch.Tensor, channels: int, size: Sequence[int]) -> None:
+        self.files, self.labels, self.channels, self.size = list(files), labels, channels, tuple(size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            return decode_image(self.files[index], self.channels, self.size), self.labels[index]
+        except Exception as err:  # PIL raises many types for broken files
+            log.warning("skipped unreadable file %s: %s: %s", self.files[index], type(err).__name__, err)
+            return None
+
+
+def collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [item for item in items if item is not None]
+    if not items:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return torch.stack([image for image, _ in items]), torch.stack([label for _, label in items])
+
+
+class ImageFolderDataModule(InMemoryDataModule):
+    display_name = "image folder"
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int | Sequence[int] = 64,
+        channels: int = 3,
+        test_fraction: float = 0.2,
+        cache_max_gb: float = 4.0,
+        num_workers: int = 4,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        problems = Problems()
+        problems.check(channels in (1, 3), "data.channels", channels, "1 (grey) or 3 (RGB)")
+        problems.check(0 < test_fraction < 1, "data.test_fraction", test_fraction, "strictly between 0 and 1")
+        problems.check(cache_max_gb >= 0, "data.cache_max_gb", cache_max_gb, ">= 0 (0 = always stream from disk)")
+        problems.raise_if_any("invalid image_folder configuration")
+        self.root = Path(root).expanduser()
+        self.size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(image_size)
+        self.channels, self.test_fraction = channels, test_fraction
+        self.cache_max_gb, self.num_workers = cache_max_gb, num_workers
+        self.streaming = False
+
+    # --- discovering the files ------------------------------------------------------------------------
+    def _split_folders(self) -> dict[str, Path]:
+        if not self.root.is_dir():
+            raise CnnlabError(
+                f"data.root={str(self.root)!r} is not a directory. Point it at a folder of class folders."
+            )
+        present = {name: self.root / name for name in SPLIT_DIRS if (self.root / name).is_dir()}
+        if not present:
+            return {"train": self.root}
+        if "train" not in present:
+            raise CnnlabError(f"{self.root} has {', '.join(present)}/ but no train/ folder of class folders.")
+        return present
+
+    def _files(self) -> dict[str, tuple[list[Path], torch.Tensor]]:
+        folders = self._split_folders()
+        train_classes = list_classes(folders["train"])
+        if not train_classes:
+            raise CnnlabError(f"{folders['train']} holds no class folders: put each class's images in its own folder.")
+        empty = [name for name, files in train_classes.items() if not files]
+        if empty:
+            raise CnnlabError(f"class folders with no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...) in "
+                              f"{folders['train']}: {', '.join(empty)}. Add images or remove them.")  # fmt: skip
+        self.class_names = tuple(train_classes)
+        splits = {}
+        for split, folder in folders.items():
+            classes = train_classes if split == "train" else list_classes(folder)
+            unknown = sorted(set(classes) - set(self.class_names))
+            if unknown:
+                raise CnnlabError(f"{folder} has classes that train/ lacks: {', '.join(unknown)}.")
+            files = [f for name in self.class_names for f in classes.get(name, [])]
+            labels = [i for i, name in enumerate(self.class_names) for _ in classes.get(name, [])]
+            splits[split] = (files, torch.tensor(labels, dtype=torch.long))
+        return splits
+
+    # --- loading --------------------------------------------------------------------------------------
+    def _decode(self, split: str, files: list[Path], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images, good, errors = decode_many(files, self.channels, self.size)
+        self._report(split, errors)
+        keep = torch.tensor([f in set(good) for f in files], dtype=torch.bool) if errors else slice(None)
+        empty = torch.empty(0, self.channels, *self.size, dtype=torch.uint8)
+        return (torch.stack(images) if images else empty), labels[keep]
+
+    def _report(self, split: str, errors: dict) -> None:
+        if errors:
+            names = "\n  ".join(f"{path}: {error}" for path, error in list(errors.items())[:20])
+            log.warning("skipped %d unreadable file(s) in %s:\n  %s", len(errors), split, names)
+        self.skipped = getattr(self, "skipped", 0) + len(errors)
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        splits = self._files()
+        total = sum(len(files) for files, _ in splits.values())
+        needed_gb = total * self.channels * self.size[0] * self.size[1] / 1e9
+        self.streaming = needed_gb > self.cache_max_gb
+        log.info("%s: %d images, %d classes, %s (%.2f GB at %dx%dx%d)", self.root, total, len(self.class_names),
+                 "streamed from disk" if self.streaming else "cached in memory", needed_gb,
+                 self.channels, *self.size)  # fmt: skip
+        if "test" not in splits:
+            files, labels = splits["train"]
+            rest, held = stratified_split(labels, self.test_fraction, self.seed + 1)
+            splits["train"] = ([files[i] for i in rest], labels[rest])
+            splits["test"] = ([files[i] for i in held], labels[held])
+        if self.streaming:
+            self._files_by_split = splits
+            if "val" in splits:
+                self.explicit_val = self._index_tensors(splits["val"])
+            return self._index_tensors(splits["train"]) + self._index_tensors(splits["test"])
+        if "val" in splits:
+            self.explicit_val = self._decode("val", *splits["val"])
+        return self._decode("train", *splits["train"]) + self._decode("test", *splits["test"])
+
+    def _index_tensors(self, split: tuple[list[Path], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Streaming: the 'images' tensor holds file indices; batches decode the files themselves."""
+        files, labels = split
+        return torch.arange(len(files)).view(-1, 1, 1, 1), labels
+
+    # --- batches --------------------------------------------------------------------------------------
+    def _describe(self, train_images: torch.Tensor):
+        if not self.streaming:
+            return super()._describe(train_images)
+        files = self._files_by_split["train"][0][:512]  # statistics from a sample, not a pass over all the data
+        images, _, _ = decode_many(files, self.channels, self.size)
+        return super()._describe(torch.stack(images))
+
+    def _batches(self, split: str, train: bool):
+        if not self.streaming:
+            return super()._batches(split, train)
+        if self.splits is None:
+            self.setup()
+        indices, labels = getattr(self.splits, split)
+        source = "train" if split == "val" and "val" not in self._files_by_split else split
+        all_files = self._files_by_split[source][0]
+        files = [all_files[i] for i in indices.flatten().tolist()]
+        return DataLoader(
+            FileImages(files, labels, self.channels, self.size),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            collate_fn=collate_readable,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )

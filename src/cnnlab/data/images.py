@@ -1,0 +1,71 @@
+"""Image files -> uint8 tensors, the way every cnnlab model sees them: any format or mode PIL reads
+(grey, RGB, RGBA, palette, 16-bit, CMYK, ...) converted to the model's channels and size."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+
+
+def expand_inputs(inputs: str | Sequence[str]) -> list[Path]:
+    """A file, a directory (searched recursively for image files) or a glob; several with a list."""
+    patterns = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    found: list[Path] = []
+    for pattern in map(str, patterns):
+        path = Path(pattern).expanduser()
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            found += sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    return list(dict.fromkeys(found))
+
+
+def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
+    """uint8 (channels, H, W). Raises OSError / ValueError for anything that is not a readable image."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        image = _to_8bit(image)
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None)
+        array = np.asarray(image, dtype=np.uint8)
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def _to_8bit(image):
+    """16-bit and 32-bit grey images scaled to 0..255 (PIL's own convert('L') would clip them)."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # transparent -> black, like the datasets' ground
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image
+
+
+def decode_many(paths: Iterable[Path], channels: int, size: Sequence[int]) -> tuple[list[torch.Tensor], list[Path],
+                                                                                    dict[Path, str]]:  # fmt: skip
+    """Decode every file; the unreadable ones are returned with their error instead of stopping the rest."""
+    images, good, errors = [], [], {}
+    for path in paths:
+        try:
+            images.append(decode_image(path, channels, size))
+            good.append(path)
+        except Exception as err:  # PIL raises many types for broken files
+            errors[path] = f"{type(err).__name__}: {err}"
+    return images, good, errors

@@ -1,0 +1,89 @@
+"""cnnlab-export ckpt_path=<file> format=onnx|torchscript: the whole model, preprocessing included, as one
+file that takes uint8 images (N, C, H, W); checked on export to give the checkpoint's logits."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from cnnlab.train import CONF_DIR
+from cnnlab.utils.cli import reports_user_errors, run_cli
+
+log = logging.getLogger("cnnlab.export")
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-4
+
+
+def example_batch(model, batch: int = 4, seed: int = 0) -> torch.Tensor:
+    channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
+    return torch.randint(
+        0, 256, (batch, channels, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def export_torchscript(model, path: Path) -> Any:
+    scripted = model.to_torchscript(method="trace", example_inputs=example_batch(model))
+    scripted.save(str(path))
+    loaded = torch.jit.load(str(path))
+    return lambda x: loaded(x)
+
+
+def export_onnx(model, path: Path) -> Any:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError("format=onnx needs onnx and onnxruntime: pip install -e '.[export]'") from err
+    torch.onnx.export(model, (example_batch(model),), str(path), input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)  # fmt: skip
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(["logits"], {"images": x.numpy()})[0])
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    from cnnlab.checkpoints import load_classifier, resolve_checkpoint
+    from cnnlab.errors import CnnlabError
+    from cnnlab.utils.io import write_json_atomic
+
+    if cfg.format not in FORMATS:
+        raise CnnlabError(f"format={cfg.format!r}: use one of {', '.join(FORMATS)}.")
+    checkpoint = resolve_checkpoint(cfg.ckpt_path)
+    model = load_classifier(checkpoint, "cpu")
+    model.preprocess.channels_last = False  # a plain layout exports to the most runtimes
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[cfg.format]
+    path = Path(cfg.output) if cfg.output else checkpoint.with_suffix(suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run = (export_onnx if cfg.format == "onnx" else export_torchscript)(model, path)
+    images = example_batch(model, batch=8, seed=1)
+    with torch.no_grad():
+        expected = model(images)
+    max_diff = float((run(images) - expected).abs().max())
+    if max_diff > TOLERANCE:
+        raise CnnlabError(
+            f"the exported {cfg.format} model differs from the checkpoint by {max_diff:.2e} (> {TOLERANCE})"
+        )
+    info = {"file": str(path), "format": cfg.format, "checkpoint": str(checkpoint), "max_abs_diff": max_diff,
+            "output": "logits (N, classes); softmax gives probabilities", **model.preprocessing()}  # fmt: skip
+    write_json_atomic(path.with_suffix(path.suffix + ".json"), info)
+    log.info("exported %s (max |logit difference| %.1e); preprocessing in %s.json", path, max_diff, path)
+    return info
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@reports_user_errors
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,108 @@
+"""cnnlab-predict ckpt_path=<file> inputs=<file | dir | glob>: top-k labels for image files.
+
+Files are decoded to the channels and size the model was trained on, then go through the model's own
+preprocessing, batched. Unreadable files are reported by name and skipped; the exit code says if any were.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from cnnlab.train import CONF_DIR
+from cnnlab.utils.cli import reports_user_errors, run_cli
+
+log = logging.getLogger("cnnlab.predict")
+failed_files = 0  # read by the console script for its exit code
+
+
+def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256) -> tuple[list[dict], dict]:
+    """Top-k predictions per readable file, and {path: error} for the others; decoded and run batch by batch."""
+    from cnnlab.data.images import decode_many
+    from cnnlab.evaluate import predict_tensors
+
+    channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
+    k = min(top_k, model.num_classes)
+    results, errors = [], {}
+    for start in range(0, len(paths), batch_size):
+        images, good, bad = decode_many(paths[start : start + batch_size], channels, size)
+        errors.update(bad)
+        if not images:
+            continue
+        probs, classes = predict_tensors(model, torch.stack(images), batch_size).topk(k, dim=1)
+        for path, p, c in zip(good, probs.tolist(), classes.tolist(), strict=True):
+            results.append({"file": str(path), "top": [{"label": model.class_names[i], "prob": q}
+                                                       for i, q in zip(c, p, strict=True)]})  # fmt: skip
+    return results, errors
+
+
+def format_table(results: list[dict]) -> str:
+    lines = []
+    for row in results:
+        tops = "  ".join(f"{t['label']} {t['prob']:.3f}" for t in row["top"])
+        lines.append(f"{row['file']}: {tops}")
+    return "\n".join(lines)
+
+
+def write_results(path: Path, results: list[dict], errors: dict) -> None:
+    from cnnlab.utils.io import write_json_atomic, write_text_atomic
+
+    if path.suffix.lower() == ".json":
+        write_json_atomic(path, {"predictions": results, "errors": {str(k): v for k, v in errors.items()}})
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    k = max((len(r["top"]) for r in results), default=0)
+    writer.writerow(["file", "status", *[c for i in range(1, k + 1) for c in (f"label{i}", f"prob{i}")]])
+    for row in results:
+        writer.writerow([row["file"], "ok", *[v for t in row["top"] for v in (t["label"], f"{t['prob']:.6f}")]])
+    for file, error in errors.items():
+        writer.writerow([str(file), f"error: {error}"])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    from cnnlab.checkpoints import load_classifier
+    from cnnlab.data.images import expand_inputs
+    from cnnlab.errors import CnnlabError
+
+    global failed_files
+    if not cfg.inputs:
+        raise CnnlabError("inputs is required: inputs=<image file | directory | glob, e.g. 'photos/*.jpg'>")
+    paths = expand_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
+    if not paths:
+        raise CnnlabError(f"inputs={cfg.inputs!r} matches no file. Give an image file, a directory or a glob.")
+    model = load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu")
+    results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size)
+    print(format_table(results))
+    for file, error in errors.items():
+        log.error("could not read %s: %s (skipped)", file, error)
+    if cfg.output:
+        write_results(Path(cfg.output), results, errors)
+        log.info("predictions written to %s", cfg.output)
+    failed_files = len(errors)
+    log.info("%d files predicted, %d failed", len(results), len(errors))
+    return {"predictions": results, "errors": {str(k): v for k, v in errors.items()}}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+@reports_user_errors
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+def cli() -> None:
+    run_cli(main)
+    if failed_files:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    cli()

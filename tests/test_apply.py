@@ -1,0 +1,186 @@
+"""Applying a trained model: cnnlab-eval, cnnlab-predict on image files, data=image_folder, export."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.checkpoints import load_classifier
+from cnnlab.data import FashionMNISTDataModule
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import evaluate
+from cnnlab.predict import predict_files
+from cnnlab.train import train
+from tests.conftest import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fashion_dir):
+    """A small seed CNN trained through cnnlab-train: (summary, best checkpoint, work dir)."""
+    work = tmp_path_factory.mktemp("trained")
+    cfg = compose_config("train", ["data.train_size=3000", "trainer.max_epochs=2", "logger=csv"], work, work / "run")
+    summary = train(cfg)
+    return summary, Path(summary["best_checkpoint"]), work
+
+
+def fashion_test_images(count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    dm = FashionMNISTDataModule(system_dirs=["/usr/share/datasets/fashion-mnist"])
+    images, labels = dm.info and dm.splits.test
+    return images[:count], labels[:count], list(dm.info.class_names)
+
+
+def write_pngs(images: torch.Tensor, folder: Path, mode: str = "L") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        grey = Image.fromarray(image[0].numpy(), mode="L")
+        picture = {
+            "L": grey,
+            "RGB": grey.convert("RGB"),
+            "P": grey.convert("RGB").quantize(256, method=Image.MAXCOVERAGE),
+        }[mode]
+        paths.append(folder / f"{i:04d}_{mode}.png")
+        picture.save(paths[-1])
+    return paths
+
+
+def test_eval_reproduces_training_test_accuracy(trained):
+    summary, checkpoint, work = trained
+    cfg = compose_config("eval", [f"ckpt_path={checkpoint}"], work, work / "eval")
+    report = evaluate(cfg)
+    assert abs(report["test/acc"] - summary["test/acc"]) <= 0.001
+    stored = json.loads((work / "eval" / "metrics.json").read_text())
+    assert set(stored["per_class"]) == {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                        "Sneaker", "Bag", "Ankle boot"}  # fmt: skip
+    assert 0 < stored["macro/f1"] <= 1 and stored["per_class"]["Trouser"]["support"] == 1000
+    assert (work / "eval" / "confusion_matrix.png").is_file() and (work / "eval" / "mistakes.png").is_file()
+
+
+def test_eval_rejects_a_broken_checkpoint(tmp_path, trained):
+    _, checkpoint, _ = trained
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(checkpoint.read_bytes()[:5000])
+    with pytest.raises(CnnlabError, match=r"broken.ckpt' is not a readable cnnlab checkpoint"):
+        load_classifier(broken)
+    with pytest.raises(CnnlabError, match=r"no such file"):
+        load_classifier(tmp_path / "missing.ckpt")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "P"])
+def test_predict_on_png_files_matches_in_memory_predictions(tmp_path, trained, mode):
+    _, checkpoint, _ = trained
+    model = load_classifier(checkpoint)
+    images, _, names = fashion_test_images(64)
+    paths = write_pngs(images, tmp_path, mode)
+    results, errors = predict_files(model, paths, top_k=3, batch_size=16)
+    assert not errors and len(results) == 64
+    with torch.no_grad():
+        expected = model(images).argmax(1).tolist()
+    assert [names.index(r["top"][0]["label"]) for r in results] == expected
+    assert all(len(r["top"]) == 3 and r["top"][0]["prob"] >= r["top"][1]["prob"] for r in results)
+
+
+def test_predict_handles_any_size_and_mode(tmp_path, trained):
+    _, checkpoint, _ = trained
+    model = load_classifier(checkpoint)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)).save(tmp_path / "big.jpg")
+    Image.fromarray(rng.integers(0, 256, (40, 50, 4), dtype=np.uint8), mode="RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(rng.integers(0, 65535, (28, 28), dtype=np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)).convert("CMYK").save(tmp_path / "print.tiff")
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "plain.bmp")
+    results, errors = predict_files(model, sorted(tmp_path.iterdir()))
+    assert not errors and len(results) == 5
+
+
+def test_predict_cli_reports_bad_files_and_exits_non_zero(tmp_path, trained):
+    _, checkpoint, _ = trained
+    images, _, _ = fashion_test_images(5)
+    folder = tmp_path / "in"
+    write_pngs(images, folder)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds.csv"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "cnnlab.predict", f"ckpt_path={checkpoint}", f"inputs={folder}/*", f"output={out}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "corrupt.png" in log and "notes.txt" in log
+    rows = out.read_text().splitlines()
+    assert len(rows) == 1 + 7 and sum(",ok," in r for r in rows) == 5
+    json_out = tmp_path / "preds.json"
+    subprocess.run([sys.executable, "-m", "cnnlab.predict", f"ckpt_path={checkpoint}", f"inputs={folder}",
+                    f"output={json_out}"], cwd=tmp_path, env=env, capture_output=True, timeout=300)  # fmt: skip
+    assert len(json.loads(json_out.read_text())["predictions"]) == 5
+
+
+def make_folder_tree(root: Path, per_class_train: int, per_class_test: int) -> None:
+    """Fashion-MNIST as PNGs in root/train/<class>/ and root/test/<class>/."""
+    dm = FashionMNISTDataModule(system_dirs=["/usr/share/datasets/fashion-mnist"], val_fraction=0.1)
+    names = dm.info.class_names
+    for split, (images, labels), per_class in (("train", dm.splits.train, per_class_train),
+                                               ("test", dm.splits.test, per_class_test)):  # fmt: skip
+        for c, name in enumerate(names):
+            folder = root / split / name.replace("/", "-")
+            folder.mkdir(parents=True)
+            for i in torch.nonzero(labels == c).flatten()[:per_class].tolist():
+                Image.fromarray(images[i, 0].numpy(), mode="L").save(folder / f"{i}.png")
+
+
+def test_image_folder_trains_like_the_built_in_dataset(tmp_path, make_cfg, fashion_dir):
+    root = tmp_path / "fashion_pngs"
+    make_folder_tree(root, per_class_train=150, per_class_test=50)
+    (root / "train" / "Bag" / "broken.png").write_bytes(b"not a png")
+    common = ["trainer.max_epochs=4", "data.batch_size=32", "callbacks=none", "logger=none"]
+    folder = train(make_cfg("data=image_folder", f"data.root={root}", "data.channels=1", "data.image_size=28", *common))
+    builtin = train(make_cfg("data.train_size=1350", *common))
+    assert folder["test/acc"] > 0.65 and builtin["test/acc"] > 0.65
+    assert abs(folder["test/acc"] - builtin["test/acc"]) < 0.06
+    streamed = train(make_cfg("data=image_folder", f"data.root={root}", "data.channels=1", "data.image_size=28",
+                              "data.cache_max_gb=0", "data.num_workers=0", *common))  # fmt: skip
+    assert streamed["test/acc"] > 0.65
+
+
+def test_image_folder_errors(tmp_path):
+    from cnnlab.data import ImageFolderDataModule
+
+    with pytest.raises(CnnlabError, match="is not a directory"):
+        ImageFolderDataModule(root=str(tmp_path / "nope")).setup()
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "dogs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "cats" / "a.png")
+    with pytest.raises(CnnlabError, match=r"class folders with no images .*: dogs"):
+        ImageFolderDataModule(root=str(tmp_path)).setup()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_round_trip(tmp_path, trained, fmt):
+    pytest.importorskip("onnxruntime") if fmt == "onnx" else None
+    from cnnlab.export import example_batch, export
+
+    _, checkpoint, work = trained
+    out = tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}"
+    info = export(compose_config("export", [f"ckpt_path={checkpoint}", f"format={fmt}", f"output={out}"], work,
+                                 work / f"export_{fmt}"))  # fmt: skip
+    assert info["max_abs_diff"] < 1e-4 and Path(str(out) + ".json").is_file()
+    model = load_classifier(checkpoint)
+    images = example_batch(model, batch=5, seed=7)
+    with torch.no_grad():
+        expected = model(images)
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    else:
+        got = torch.jit.load(str(out))(images)
+    assert (got - expected).abs().max() < 1e-4
