@@ -230,3 +230,20 @@ def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir
     assert len(list(cache.glob("*.pt"))) == 4
     train(make_cfg(*args, "model.image_size=48", "test=false"))  # other preprocessing: new keys, no test split
     assert len(list(cache.glob("*.pt"))) == 6
+
+
+def test_checkpoint_loads_without_the_original_pretrained_weights(make_cfg, fashion_dir, tmp_path):
+    """Fine-tuned from a local weights file that is gone afterwards: the checkpoint alone rebuilds the model."""
+    import timm
+
+    from cnnlab.checkpoints import load_classifier
+
+    weights = tmp_path / "resnet18_imagenet.pth"
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), weights)
+    summary = train(make_cfg("model=resnet18", "transfer=finetune", f"model.weights={weights}", *SMALL))
+    weights.unlink()
+    model = load_classifier(summary["best_checkpoint"])
+    assert model.backbone.weights_source is None  # rebuilt from the checkpoint, not from the weights file
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        assert model(images).shape == (2, 10)

@@ -85,6 +85,13 @@ class ImageClassifier(L.LightningModule):
             "class_names": self.class_names,
         }
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ImageClassifier:
+        """As Lightning's, but the backbone is not fetched as pretrained again: the checkpoint holds the trained
+        weights, and the original weights (a file, a package, the hub) may not be reachable where it is loaded."""
+        kwargs.setdefault("pretrained", False)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from cnnlab import __version__
 
