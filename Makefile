@@ -10,7 +10,9 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 .PHONY: install data train test test-fast lint format tensorboard clean
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@# Stock Debian/Ubuntu Python has no venv module until python3-venv is installed.
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV) && command -v apt-get >/dev/null && \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -e ".[$(EXTRAS)]"
 	touch $@
