@@ -68,3 +68,10 @@ def test_checkpoint_rebuilds_without_config(tmp_path):
 def test_schedules_peak_at_one_and_decay(schedule):
     factors = [schedule(s) for s in range(100)]
     assert max(factors) == pytest.approx(1.0, abs=0.02) and factors[-1] < 0.01 and factors[0] < 0.2
+
+
+def test_schedule_needs_a_run_length(make_cfg, fashion_dir):
+    from cnnlab.train import train
+
+    with pytest.raises(Exception, match=r"needs the run's length: set trainer.max_epochs"):
+        train(make_cfg("scheduler=cosine", "trainer.max_epochs=-1", "data.train_size=100"))

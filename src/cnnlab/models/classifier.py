@@ -7,6 +7,7 @@ the run dir or Hydra.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from cnnlab import metrics as M
+from cnnlab.errors import CnnlabError
 from cnnlab.models.head import build_head
 from cnnlab.models.preprocess import InputAdapter
 from cnnlab.transfer.policy import TransferConfig, TransferPolicy
@@ -212,7 +214,13 @@ class ImageClassifier(L.LightningModule):
             "_target_": "cnnlab.models.schedules.constant",
             "_partial_": True,
         }
-        schedule = instantiate(schedule_cfg)(total_steps=int(self.trainer.estimated_stepping_batches))
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps) and not schedule_cfg["_target_"].endswith(".constant"):
+            raise CnnlabError(
+                f"scheduler {schedule_cfg['_target_']} needs the run's length: set trainer.max_epochs or "
+                "trainer.max_steps, or use scheduler=none."
+            )
+        schedule = instantiate(schedule_cfg)(total_steps=int(total_steps) if math.isfinite(total_steps) else 0)
         lambdas = [
             (lambda step, name=group["name"]: schedule(step) * self.lr_factor(name)) for group in optimizer.param_groups
         ]
