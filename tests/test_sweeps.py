@@ -110,3 +110,28 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path, fashion_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(only_sweep_dir(tmp_path))
     assert len(rows) == 2 and all(r["status"] == "completed" and float(r["test/acc"]) > 0 for r in rows)
+
+
+def test_ddp_finetune_unfreezes_at_the_configured_epoch(tmp_path, fashion_dir):
+    """Under DDP freezing is the LR gate alone (DDP's gradient buckets are fixed at start)."""
+    import timm
+    import torch
+
+    from cnnlab.models.weights import package_weights
+
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false"]
+    finetune = ["model=efficientnet_lite0", "transfer=finetune", "transfer.freeze_epochs=1", "transfer.freeze_bn=true"]
+    small = ["model.image_size=32", "data.train_size=200", "data.batch_size=50", "data.val_fraction=0.02",
+             "trainer.max_epochs=2", "trainer.limit_test_batches=2", "callbacks.model_checkpoint.save_top_k=-1",
+             "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+    result = cnnlab_train([*ddp, *finetune, *small], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoints = sorted((tmp_path / "outputs").rglob("best-epoch*.ckpt"))
+    assert len(checkpoints) == 2
+    first, second = (torch.load(c, map_location="cpu", weights_only=False) for c in checkpoints)
+    pretrained = package_weights("tf_efficientnet_lite0", timm.create_model("tf_efficientnet_lite0").state_dict())
+    key = "backbone.model.conv_stem.weight"
+    assert torch.equal(first["state_dict"][key], pretrained["conv_stem.weight"])  # epoch 0: frozen
+    assert not torch.equal(second["state_dict"][key], pretrained["conv_stem.weight"])  # epoch 1: training
+    stem_lr = [g["lr"] for g in second["optimizer_states"][0]["param_groups"] if g["name"] == "backbone.stage0"]
+    assert stem_lr and stem_lr[0] > 0

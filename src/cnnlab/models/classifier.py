@@ -143,6 +143,12 @@ class ImageClassifier(L.LightningModule):
         self._apply_transfer_policy()
 
     # --- transfer policy ----------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Before DDP wraps the model: DDP fixes its gradient buckets then, so every stage that will ever
+        train must require grad from the start; the LR gate keeps it still until its epoch."""
+        if stage == "fit" and self.trainer.world_size > 1:
+            self.policy.apply_requires_grad(self.backbone, epoch=None)
+
     def _apply_transfer_policy(self) -> None:
         """At each epoch start: what trains, BatchNorm modes, and this epoch's LRs (freeze -> unfreeze)."""
         epoch = self.current_epoch

@@ -112,10 +112,14 @@ class TransferPolicy:
             return 1.0
         return 1.0 if self.stage_trains(int(group.removeprefix("backbone.stage")), epoch) else 0.0
 
-    def apply_requires_grad(self, backbone: nn.Module, epoch: int) -> None:
+    def stage_ever_trains(self, stage: int) -> bool:
+        return any(self.stage_trains(stage, epoch) for epoch in (0, self.config.freeze_epochs))
+
+    def apply_requires_grad(self, backbone: nn.Module, epoch: int | None) -> None:
+        """requires_grad per stage at `epoch`; with epoch=None, for every stage that will ever train (DDP)."""
         params = dict(backbone.named_parameters())
         for i, names in enumerate(self.stages):
-            trains = self.stage_trains(i, epoch)
+            trains = self.stage_ever_trains(i) if epoch is None else self.stage_trains(i, epoch)
             for name in names:
                 params[name].requires_grad_(trains)
 
