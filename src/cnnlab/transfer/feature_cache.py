@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from cnnlab.data.base import InMemoryDataModule, Splits
+from cnnlab.utils.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,20 @@ def wants_feature_cache(model: torch.nn.Module, datamodule: object) -> bool:
     )
 
 
-def cache_key(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> str:
-    """Everything the embeddings of one split depend on: backbone, its weights, preprocessing, the data."""
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """What the embeddings depend on besides the data: backbone, its weights, preprocessing (hashed once a run)."""
     digest = hashlib.sha256()
     digest.update(repr((type(model.backbone).__name__, getattr(model.backbone, "name", ""))).encode())
     for tensor in model.backbone.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     pre = model.preprocess
     digest.update(repr((pre.in_chans, pre.model_chans, pre.image_size, pre.mean.tolist(), pre.std.tolist())).encode())
+    return digest.hexdigest()
+
+
+def cache_key(fingerprint: str, images: torch.Tensor, labels: torch.Tensor) -> str:
+    """Everything the embeddings of one split depend on: the model's fingerprint and the exact data."""
+    digest = hashlib.sha256(fingerprint.encode())
     digest.update(repr(tuple(images.shape)).encode())
     digest.update(images.contiguous().numpy().tobytes())
     digest.update(labels.contiguous().numpy().tobytes())
@@ -63,15 +68,15 @@ def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torc
     return torch.cat(chunks) if chunks else torch.empty(0, model.backbone.num_features)
 
 
-def cached_split(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 cache_dir: Path) -> torch.Tensor:  # fmt: skip
+def cached_split(model: torch.nn.Module, fingerprint: str, images: torch.Tensor, labels: torch.Tensor,
+                 batch_size: int, cache_dir: Path) -> torch.Tensor:  # fmt: skip
     """The features of one split: from the cache file for this exact model + data, or computed and stored."""
-    path = Path(cache_dir) / "features" / f"{cache_key(model, images, labels)}.pt"
+    path = Path(cache_dir) / "features" / f"{cache_key(fingerprint, images, labels)}.pt"
     features = _load(path, len(labels))
     if features is None:
         started = time.perf_counter()
         features = embed(model, images, batch_size)
-        _save_atomic(path, features)
+        write_atomic(path, lambda handle: torch.save(features, handle))
         log.info("feature cache: embedded %d images in %.1fs -> %s", len(labels), time.perf_counter() - started, path)
     else:
         log.info("feature cache: reusing %s", path)
@@ -91,7 +96,7 @@ class FeatureDataModule(InMemoryDataModule):
         )
         source.setup()
         self.display_name, self._info, self.source = source.display_name, source.info, source
-        self.model, self.cache_dir = model, cache_dir
+        self.model, self.cache_dir, self.fingerprint = model, cache_dir, model_fingerprint(model)
         self.splits = Splits(train=None, val=None, test=None)
 
     def setup(self, stage: str | None = None) -> None:
@@ -100,7 +105,8 @@ class FeatureDataModule(InMemoryDataModule):
     def _batches(self, split: str, train: bool):
         if getattr(self.splits, split) is None:
             images, labels = getattr(self.source.splits, split)
-            features = cached_split(self.model, images, labels, self.eval_batch_size, self.cache_dir)
+            features = cached_split(self.model, self.fingerprint, images, labels, self.eval_batch_size,
+                                    self.cache_dir)  # fmt: skip
             setattr(self.splits, split, (features, labels))
         return super()._batches(split, train)
 
@@ -116,14 +122,3 @@ def _load(path: Path, count: int) -> torch.Tensor | None:
     except Exception as err:  # a damaged cache is only a cache: recompute it
         log.warning("feature cache %s unreadable (%s); recomputing", path, err)
     return None
-
-
-def _save_atomic(path: Path, features: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(features, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
