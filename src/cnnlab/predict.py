@@ -17,10 +17,9 @@ import torch
 from omegaconf import DictConfig
 
 from cnnlab.train import CONF_DIR
-from cnnlab.utils.cli import reports_user_errors, run_cli
+from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code, reports_user_errors, run_cli
 
 log = logging.getLogger("cnnlab.predict")
-failed_files = 0  # read by the console script for its exit code
 
 
 def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256) -> tuple[list[dict], dict]:
@@ -73,7 +72,6 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     from cnnlab.data.images import expand_inputs
     from cnnlab.errors import CnnlabError
 
-    global failed_files
     if not cfg.inputs:
         raise CnnlabError("inputs is required: inputs=<image file | directory | glob, e.g. 'photos/*.jpg'>")
     paths = expand_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
@@ -87,7 +85,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if cfg.output:
         write_results(Path(cfg.output), results, errors)
         log.info("predictions written to %s", cfg.output)
-    failed_files = len(errors)
+    if errors:
+        record_exit_code(PARTIAL_FAILURE_EXIT_CODE)
     log.info("%d files predicted, %d failed", len(results), len(errors))
     return {"predictions": results, "errors": {str(k): v for k, v in errors.items()}}
 
@@ -100,8 +99,6 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     run_cli(main)
-    if failed_files:
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from cnnlab import metrics as M
+from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
 from cnnlab.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
 METRIC_COLUMNS = (M.VAL_ACC_BEST, M.VAL_ACC, M.TEST_ACC, M.TEST_LOSS, M.TRAIN_LOSS)
-failed_jobs = 0  # set by SweepCallback.on_multirun_end, read by the console script for its exit code
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -155,11 +155,11 @@ class SweepCallback(Callback):
             log.warning("could not update the sweep summary: %s", err)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global failed_jobs
         rows = write_summary(config.hydra.sweep.dir, config.get("optimized_metric"))
         failed_jobs = sum(r["status"] == "failed" for r in rows)
         summary = Path(config.hydra.sweep.dir) / "summary.md"
         if failed_jobs:
+            record_exit_code(PARTIAL_FAILURE_EXIT_CODE)
             log.error("%d of %d jobs failed; see %s", failed_jobs, len(rows), summary)
         else:
             log.info("%d jobs done; summary: %s", len(rows), summary)

@@ -15,7 +15,14 @@ from cnnlab.errors import CnnlabError
 log = logging.getLogger("cnnlab")
 T = TypeVar("T")
 USER_ERROR_EXIT_CODE = 2
+PARTIAL_FAILURE_EXIT_CODE = 1  # the work went on, but some of it (sweep jobs, input files) failed
 _exit_code = 0
+
+
+def record_exit_code(code: int) -> None:
+    """What the console script exits with once the Hydra main returns (the most severe code wins)."""
+    global _exit_code
+    _exit_code = max(_exit_code, code)
 
 
 def find_user_error(err: BaseException | None) -> CnnlabError | None:
@@ -42,7 +49,6 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> T | None:
-        global _exit_code
         try:
             return task(cfg)
         except Exception as err:
@@ -50,19 +56,15 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
             if user_error is None or _is_multirun():
                 raise
             log.error("error: %s", user_error)
-            _exit_code = USER_ERROR_EXIT_CODE
+            record_exit_code(USER_ERROR_EXIT_CODE)
             return None
 
     return wrapper
 
 
 def run_cli(hydra_main: Callable[[], Any]) -> None:
-    """Console-script body: run the Hydra main, then exit with 2 if it reported a user error, or 1 if
-    jobs of a sweep failed (the others ran and kept their results)."""
-    from cnnlab import sweeps
-
+    """Console-script body: run the Hydra main, then exit with the code it recorded: 2 for a user error,
+    1 when part of the work failed (sweep jobs, unreadable input files) and the rest was done."""
     hydra_main()
     if _exit_code:
         sys.exit(_exit_code)
-    if sweeps.failed_jobs:
-        sys.exit(1)
