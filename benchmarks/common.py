@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from cnnlab.train import CONF_DIR
+from cnnlab.utils.config import compose_config
 
 
 def compose_train(*overrides: str, out: str | None = None) -> DictConfig:
     """conf/train.yaml as the CLI would compose it, writing into a temporary run dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    out = out or tempfile.mkdtemp(prefix="cnnlab-bench-")
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(Path.cwd())
-        cfg.paths.output_dir = out
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config(overrides, output_dir=out, root_dir=Path.cwd())
 
 
 def timed(fn: Callable[[], object]) -> float:
