@@ -7,12 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from cnnlab.train import CONF_DIR
+from cnnlab.utils.config import compose_config as package_compose
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -48,18 +45,12 @@ def mnist_data_dir(tmp_path: Path, shared_mnist: Path) -> Path:
 
 def compose_config(name: str, overrides: list[str], root: Path, output_dir: Path) -> DictConfig:
     """Compose conf/<name>.yaml with overrides, writing under `root`, as the CLI would."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
+    cfg = package_compose(overrides, output_dir=output_dir, root_dir=root, config_name=name)
     with open_dict(cfg):
-        cfg.paths.root_dir = str(root)
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(root / "outputs")
+        if "paths.log_dir" not in " ".join(overrides):
+            cfg.paths.log_dir = str(root / "outputs")
         if "data_dir" not in " ".join(overrides):
             cfg.paths.data_dir = str(root / "data")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    GlobalHydra.instance().clear()
     return cfg
 
 

@@ -73,5 +73,6 @@ def test_schedules_peak_at_one_and_decay(schedule):
 def test_schedule_needs_a_run_length(make_cfg, fashion_dir):
     from cnnlab.train import train
 
+    cfg = make_cfg("scheduler=cosine", "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00", "data.train_size=100")
     with pytest.raises(Exception, match=r"needs the run's length: set trainer.max_epochs"):
-        train(make_cfg("scheduler=cosine", "trainer.max_epochs=-1", "data.train_size=100"))
+        train(cfg)

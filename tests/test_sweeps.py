@@ -55,7 +55,7 @@ def test_failing_job_does_not_take_the_sweep_down(tmp_path, fashion_dir):
     sweep = only_sweep_dir(tmp_path)
     rows = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r for r in summary_rows(sweep)}
     assert rows["0.001"]["status"] == "completed" and float(rows["0.001"]["test/acc"]) > 0
-    assert rows["-1"]["status"] == "failed" and "Invalid learning rate: -1" in rows["-1"]["error"]
+    assert rows["-1"]["status"] == "failed" and "optimizer.lr=-1: a number > 0" in rows["-1"]["error"]
     failed_job = next(p for p in sweep.iterdir() if "optimizer.lr=-1" in p.name)
     assert json.loads((failed_job / "job.json").read_text())["status"] == "failed"
     # The summary can be rebuilt at any time; its exit code also says a job failed.
@@ -81,7 +81,7 @@ def test_optuna_search_records_best_and_resumes(tmp_path, fashion_dir):
 
 def test_optuna_failed_trial_is_recorded_and_search_goes_on(tmp_path, fashion_dir):
     optuna = pytest.importorskip("optuna")
-    # A fixed override that breaks every trial: Adam rejects a negative weight decay.
+    # A fixed override that breaks every trial: a negative weight decay.
     result = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", "optimizer.weight_decay=-1",
                            *TINY], tmp_path)  # fmt: skip
     assert result.returncode != 0
@@ -89,19 +89,7 @@ def test_optuna_failed_trial_is_recorded_and_search_goes_on(tmp_path, fashion_di
     trials = optuna.load_study(study_name="cnn_optuna", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
     assert len(trials) == 2 and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
     rows = summary_rows(sweep)
-    assert len(rows) == 2 and all("Invalid weight_decay" in r["error"] for r in rows)
-
-
-def test_ddp_on_cpu_with_two_processes(tmp_path, fashion_dir):
-    result = cnnlab_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.train_size=640",
-                           "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"], tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics_files = list((tmp_path / "outputs").rglob("metrics.json"))
-    assert len(metrics_files) == 1  # only rank 0 writes
-    metrics = json.loads(metrics_files[0].read_text())
-    assert metrics["global_step"] == 5  # 640 images / 2 ranks / batch 64
-    assert metrics["test/acc"] > 0.3
-    assert (metrics_files[0].parent / "train_ddp_process_1.log").is_file()
+    assert len(rows) == 2 and all("optimizer.weight_decay=-1: a number >= 0" in r["error"] for r in rows)
 
 
 def test_submitit_local_runs_a_two_job_sweep(tmp_path, fashion_dir):
@@ -112,8 +100,8 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path, fashion_dir):
     assert len(rows) == 2 and all(r["status"] == "completed" and float(r["test/acc"]) > 0 for r in rows)
 
 
-def test_ddp_finetune_unfreezes_at_the_configured_epoch(tmp_path, fashion_dir):
-    """Under DDP freezing is the LR gate alone (DDP's gradient buckets are fixed at start)."""
+def test_ddp_on_cpu_finetune_unfreezes_at_the_configured_epoch(tmp_path, fashion_dir):
+    """Two CPU processes; under DDP freezing is the LR gate alone (DDP's gradient buckets are fixed at start)."""
     import timm
     import torch
 
@@ -126,6 +114,10 @@ def test_ddp_finetune_unfreezes_at_the_configured_epoch(tmp_path, fashion_dir):
              "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
     result = cnnlab_train([*ddp, *finetune, *small], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    metrics_files = list((tmp_path / "outputs").rglob("metrics.json"))
+    assert len(metrics_files) == 1  # only rank 0 writes
+    assert json.loads(metrics_files[0].read_text())["global_step"] == 4  # 2 epochs x 200 images / 2 ranks / batch 50
+    assert (metrics_files[0].parent / "train_ddp_process_1.log").is_file()
     checkpoints = sorted((tmp_path / "outputs").rglob("best-epoch*.ckpt"))
     assert len(checkpoints) == 2
     first, second = (torch.load(c, map_location="cpu", weights_only=False) for c in checkpoints)

@@ -12,7 +12,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from cnnlab.train import train
-from cnnlab.utils.cli import find_user_error
 from cnnlab.utils.rundir import unique_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,9 +102,10 @@ def test_cli_runs_from_any_directory(tmp_path, fashion_dir):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.val_fraction=1.5", "data.val_fraction=1.5: must be a number strictly between 0 and 1"),
+        ("data.val_fraction=1.5", "data.val_fraction=1.5: a number in (0, 1)"),
         ("data.nonsense=1", "Could not override 'data.nonsense'"),
         ("model=nonsense", "Could not find 'model/nonsense'"),
+        ("paths.log_dir=/proc/cnnlab/outputs", "error: cannot create the run directory /proc/cnnlab/outputs/runs/"),
     ],
 )
 def test_cli_bad_input_is_one_clear_message(tmp_path, override, message):
@@ -114,21 +114,6 @@ def test_cli_bad_input_is_one_clear_message(tmp_path, override, message):
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("data.batch_size=0", "data.batch_size=0: must be an integer >= 1"),
-        ("data.train_size=100000", "data.train_size=100000 is larger than the training split"),
-        ("data.system_dirs=[]", "Fashion-MNIST not found"),
-    ],
-)
-def test_bad_data_values_stop_before_training(make_cfg, override, message):
-    with pytest.raises(Exception) as err:  # Hydra's instantiate may wrap the CnnlabError
-        train(make_cfg(override))
-    user_error = find_user_error(err.value)
-    assert user_error is not None and message in str(user_error)
 
 
 @pytest.mark.slow

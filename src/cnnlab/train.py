@@ -28,12 +28,19 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from cnnlab.builders import build_callbacks, build_loggers, build_model, count_parameters
+    from cnnlab.callbacks import TrainingInterrupted
+    from cnnlab.checkpoints import AtomicCheckpointIO, checkpoint_dir, resume_checkpoint
     from cnnlab.transfer.feature_cache import FeatureDataModule, wants_feature_cache
     from cnnlab.utils.io import write_json_atomic
     from cnnlab.utils.tensorboard import log_hparams
+    from cnnlab.validation import check_train_config
 
     started = time.perf_counter()
     _route_lightning_logs()
+    check_train_config(cfg)  # every value, before any data is loaded
+    resume_from = resume_checkpoint(cfg.ckpt_path, checkpoint_dir(cfg)) if cfg.train else None
+    if cfg.train and cfg.ckpt_path == "last" and resume_from is None:
+        log.info("ckpt_path=last: no last.ckpt in %s yet, so training starts from scratch", checkpoint_dir(cfg))
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -59,10 +66,14 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         logger=build_loggers(cfg),
         # Without a checkpoint callback in the config, Lightning would add its own in an odd place.
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        plugins=[AtomicCheckpointIO()],
     )
 
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        except TrainingInterrupted as stop:
+            return _report_interruption(stop, output_dir)
     metrics = _final_metrics(trainer.callback_metrics)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.test:
@@ -86,6 +97,25 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
         log.info("outputs: %s", output_dir)
     return summary
+
+
+def _report_interruption(stop: Exception, output_dir: Path) -> dict[str, Any]:
+    """Log how to resume; exit 130 / 143 like an interrupted shell command. A sweep stops too (Ctrl+C means all)."""
+    from cnnlab.utils.cli import is_multirun, record_exit_code
+
+    log.warning("interrupted (%s); resume in the same run dir with:\n  %s", stop, _resume_command(output_dir))
+    if is_multirun():
+        raise SystemExit(stop.exit_code)
+    record_exit_code(stop.exit_code)
+    return {"interrupted": str(stop), "checkpoint": str(stop.checkpoint)}
+
+
+def _resume_command(output_dir: Path) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
+    return " ".join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
 
 
 def _final_metrics(callback_metrics: dict[str, Any]) -> dict[str, float]:

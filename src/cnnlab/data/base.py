@@ -61,31 +61,11 @@ class InMemoryDataModule(L.LightningDataModule):
         system_dirs: list[str] | None = None,
     ) -> None:
         super().__init__()
+        from cnnlab.validation import check_data
+
         problems = Problems()
-        problems.check(
-            isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1,
-            "data.batch_size",
-            batch_size,
-            "must be an integer >= 1",
-        )
-        problems.check(
-            eval_batch_size is None or (isinstance(eval_batch_size, int) and eval_batch_size >= 1),
-            "data.eval_batch_size",
-            eval_batch_size,
-            "must be null (= batch_size) or an integer >= 1",
-        )
-        problems.check(
-            isinstance(val_fraction, int | float) and 0 < val_fraction < 1,
-            "data.val_fraction",
-            val_fraction,
-            "must be a number strictly between 0 and 1, e.g. 0.1",
-        )
-        problems.check(
-            train_size is None or (isinstance(train_size, int) and train_size >= 1),
-            "data.train_size",
-            train_size,
-            "must be null (all training images) or an integer >= 1",
-        )
+        check_data(dict(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
+                        train_size=train_size, data_dir=data_dir), problems)  # fmt: skip
         problems.raise_if_any(f"invalid data configuration for {self.display_name}")
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size

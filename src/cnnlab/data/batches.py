@@ -10,7 +10,9 @@ import torch
 class TensorBatches:
     """An iterable Lightning accepts as a dataloader, over (images, labels) tensors held in memory.
 
-    Shuffling is seeded by `seed + epoch`, so a given epoch always sees the same order (resume-safe).
+    Shuffling is seeded by `seed + epoch`, so a given epoch always sees the same order. `state_dict` /
+    `load_state_dict` (which Lightning saves in checkpoints) record how far into its epoch the iteration got,
+    so a run resumed mid-epoch takes exactly the batches the uninterrupted run would have taken.
     Under DDP each rank takes a strided shard of the order; for training the shards are padded to equal
     length (as `DistributedSampler` does) so every rank runs the same number of steps.
     """
@@ -30,6 +32,14 @@ class TensorBatches:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size, self.pad_shards = rank, world_size, pad_shards
+        self._epoch_seen, self._yielded = 0, 0  # the current iteration: its epoch, batches handed out
+        self._resume_at: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch_seen, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = dict(state)
 
     def _order(self) -> torch.Tensor:
         n = len(self.labels)
@@ -55,7 +65,12 @@ class TensorBatches:
         return -(-self._num_samples() // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self._epoch_seen, self._yielded = self.epoch(), 0
+        resume, self._resume_at = self._resume_at, None
+        if resume is not None and resume["epoch"] == self._epoch_seen:
+            self._yielded = resume["batches"]  # the batches before the interruption were already trained on
         order = self._order()
-        for start in range(0, len(order), self.batch_size):
+        for start in range(self._yielded * self.batch_size, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
+            self._yielded += 1
             yield self.images[idx], self.labels[idx]

@@ -73,10 +73,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        from cnnlab.validation import check_data
+
         problems = Problems()
-        problems.check(channels in (1, 3), "data.channels", channels, "1 (grey) or 3 (RGB)")
-        problems.check(0 < test_fraction < 1, "data.test_fraction", test_fraction, "strictly between 0 and 1")
-        problems.check(cache_max_gb >= 0, "data.cache_max_gb", cache_max_gb, ">= 0 (0 = always stream from disk)")
+        check_data(dict(channels=channels, test_fraction=test_fraction, cache_max_gb=cache_max_gb,
+                        num_workers=num_workers), problems)  # fmt: skip
         problems.raise_if_any("invalid image_folder configuration")
         self.root = Path(root).expanduser()
         self.size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(image_size)

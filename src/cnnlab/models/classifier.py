@@ -97,11 +97,19 @@ class ImageClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from cnnlab import __version__
 
-        checkpoint["cnnlab"] = {"version": __version__, "config": self.run_config,
-                                "preprocessing": self.preprocessing()}  # fmt: skip
+        checkpoint["cnnlab"] = {
+            "version": __version__,
+            "config": self.run_config,
+            "preprocessing": self.preprocessing(),
+            # the epoch's running train loss / accuracy sums: a run resumed mid-epoch reports the same epoch means
+            "train_sums": self._train_sums.tolist(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.run_config = (checkpoint.get("cnnlab") or {}).get("config")
+        saved = checkpoint.get("cnnlab") or {}
+        self.run_config = saved.get("config")
+        if saved.get("train_sums"):  # a run resumed mid-epoch goes on summing (Lightning skips on_train_epoch_start)
+            self._train_sums.copy_(torch.tensor(saved["train_sums"]))
 
     # --- forward ------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -137,6 +145,10 @@ class ImageClassifier(L.LightningModule):
         if every and self.global_step % every == 0 and self.trainer.is_global_zero:
             for logger in self.loggers:
                 logger.log_metrics({M.TRAIN_LOSS_STEP: float(loss.detach())}, step=self.global_step)
+
+    def on_train_start(self) -> None:
+        """Also here, for a run resumed mid-epoch: Lightning then skips `on_train_epoch_start`."""
+        self._apply_transfer_policy()
 
     def on_train_epoch_start(self) -> None:
         self._train_sums.zero_()

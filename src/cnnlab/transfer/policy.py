@@ -9,7 +9,7 @@ schedulers, checkpoints / resume and DDP see the same optimizer throughout. Unde
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -33,32 +33,12 @@ class TransferConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TransferConfig:
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CnnlabError(f"unknown transfer keys {unknown}; known: {', '.join(sorted(known))}.")
-        config = cls(**values)
-        config.validate()
-        return config
+        from cnnlab.validation import check_transfer
 
-    def validate(self) -> None:
         problems = Problems()
-        problems.check(self.mode in MODES, "transfer.mode", self.mode, f"one of {', '.join(MODES)}")
-        problems.check(self.backbone_lr_scale >= 0, "transfer.backbone_lr_scale", self.backbone_lr_scale, ">= 0")
-        problems.check(
-            self.layer_decay is None or 0 < self.layer_decay <= 1, "transfer.layer_decay", self.layer_decay,
-            "null or in (0, 1]",
-        )  # fmt: skip
-        problems.check(
-            isinstance(self.freeze_epochs, int) and self.freeze_epochs >= 0, "transfer.freeze_epochs",
-            self.freeze_epochs, "an integer >= 0",
-        )  # fmt: skip
-        problems.check(
-            self.trainable_stages is None or (isinstance(self.trainable_stages, int) and self.trainable_stages >= 0),
-            "transfer.trainable_stages", self.trainable_stages, "null (all) or an integer >= 0",
-        )  # fmt: skip
+        check_transfer(values, problems)
         problems.raise_if_any("invalid transfer configuration")
+        return cls(**dict(values or {}))
 
 
 class TransferPolicy:

@@ -34,7 +34,7 @@ def find_user_error(err: BaseException | None) -> CnnlabError | None:
     return None
 
 
-def _is_multirun() -> bool:
+def is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -53,7 +53,7 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
             return task(cfg)
         except Exception as err:
             user_error = find_user_error(err)
-            if user_error is None or _is_multirun():
+            if user_error is None or is_multirun():
                 raise
             log.error("error: %s", user_error)
             record_exit_code(USER_ERROR_EXIT_CODE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -12,14 +13,23 @@ from omegaconf import OmegaConf
 def unique_dir(base: str) -> str:
     """Create and return `base`, or `base_2`, `base_3`, ... if taken: mkdir is atomic, so no two runs share one."""
     path = Path(base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 10_000):
-        candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
-        try:
-            os.mkdir(candidate)
-            return str(candidate)
-        except FileExistsError:
-            continue
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
+            try:
+                os.mkdir(candidate)
+                return str(candidate)
+            except FileExistsError:
+                continue
+    except OSError as err:
+        # Hydra resolves this before the task runs, where it would print an exception with a traceback instead.
+        print(
+            f"error: cannot create the run directory {path} ({err.strerror or err}): set paths.log_dir=<a writable "
+            "directory>, or run from a directory you can write to (or set CNNLAB_ROOT).",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from err
     raise RuntimeError(f"could not create a unique run directory next to {base}")
 
 

@@ -1,0 +1,210 @@
+"""Callbacks that keep a run's work safe: clean stops on SIGINT / SIGTERM with exact resume, and a divergence guard.
+
+Both act in `on_train_batch_end`, after the optimizer and the LR scheduler have stepped: that is the point
+Lightning itself resumes from mid-epoch (as `ModelCheckpoint(every_n_train_steps=...)` saves there).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+
+log = logging.getLogger("cnnlab")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint it can resume from."""
+
+    def __init__(self, signum: int, checkpoint: Path, epoch: int, global_step: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at epoch {epoch}, global step {global_step}")
+        self.signum, self.checkpoint, self.epoch, self.global_step = signum, checkpoint, epoch, global_step
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def last_checkpoint_path(trainer: L.Trainer) -> Path:
+    """Where `last.ckpt` lives: the checkpoint callback's folder, else <run dir>/checkpoints."""
+    callback = trainer.checkpoint_callback
+    folder = (
+        callback.dirpath
+        if callback is not None and callback.dirpath
+        else Path(trainer.default_root_dir) / "checkpoints"
+    )
+    return Path(folder) / "last.ckpt"
+
+
+class Resumable(L.Callback):
+    """SIGINT / SIGTERM (Ctrl+C, `kill`, SLURM preemption): finish the current step, save `last.ckpt`, stop.
+
+    A second Ctrl+C aborts at once without saving. Every checkpoint also carries the Python, NumPy and torch
+    RNG states, restored before the first step after a resume, so that a resumed deterministic run takes
+    exactly the steps the uninterrupted run would have (data order: `TensorBatches.state_dict`).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        self._rng_to_restore: dict[str, Any] | None = None
+        self._loader_states: list[dict[str, Any]] = []
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+        self._loader_states = list((fit_loop.get("state_dict") or {}).get("combined_loader") or [])
+
+    def _restore_loader_positions(self, trainer: L.Trainer) -> None:
+        """Lightning restores a resumable train loader's position only if it builds the loader after loading the
+        loops; `estimated_stepping_batches` (which LR schedules need) builds it before, so the state is lost
+        (Lightning 2.6). The loaders only read it when their epoch's iteration begins: setting it here is in time."""
+        states, self._loader_states = self._loader_states, []
+        loaders = trainer.train_dataloader
+        loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+        stateful = [loader for loader in loaders if hasattr(loader, "load_state_dict")]
+        if states and len(states) == len(stateful):
+            for loader, state in zip(stateful, states, strict=True):
+                loader.load_state_dict(state)
+
+    # --- signals ------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received = None
+        self._restore_loader_positions(trainer)
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in STOP_SIGNALS:  # replaces Lightning's SIGTERM handler, which stops without a checkpoint
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            self._restore_handlers()
+            raise KeyboardInterrupt  # the user insists: stop now, without a checkpoint
+        self.received = signum
+        log.warning(
+            "%s received: finishing this step, then saving a checkpoint (Ctrl+C again aborts without saving)",
+            signal.Signals(signum).name,
+        )
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        stop = self.received is not None
+        if trainer.world_size > 1:  # every rank must stop at the same step, or the others wait forever
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # at an epoch's last batch, validation and the epoch's checkpoint come first: stop one step later
+        path = last_checkpoint_path(trainer)
+        trainer.save_checkpoint(path)
+        signum = self.received or signal.SIGTERM
+        log.warning("saved %s (epoch %d, global step %d)", path, trainer.current_epoch, trainer.global_step)
+        raise TrainingInterrupted(signum, path, trainer.current_epoch, trainer.global_step)
+
+    # --- RNG states in every checkpoint -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        states: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": _numpy_state_to_tensors(np.random.get_state()),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return {"rng": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rng_to_restore = state_dict.get("rng")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        """Restored here, not at load time: nothing between loading and this step may draw from them."""
+        if self._rng_to_restore is None:
+            return
+        states, self._rng_to_restore = self._rng_to_restore, None
+        random.setstate(states["python"])
+        np.random.set_state(_numpy_state_from_tensors(states["numpy"]))
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _numpy_state_to_tensors(state: tuple) -> tuple:
+    """NumPy's RNG state with its key array as a tensor: checkpoints then load with torch's `weights_only`."""
+    name, keys, pos, has_gauss, gauss = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+
+
+def _numpy_state_from_tensors(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, gauss = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+
+
+class DivergenceGuard(L.Callback):
+    """Stops the run when the training loss becomes NaN or Inf, before any checkpoint holds the broken weights.
+
+    The loss is tested on the device every step; the result is read every `check_every_n_steps` (null: every
+    step on the CPU, where reading is free; `trainer.log_every_n_steps` on accelerators, where a read waits for
+    the device) and always at an epoch's last batch, before validation and the epoch's checkpoint.
+    """
+
+    def __init__(self, check_every_n_steps: int | None = None) -> None:
+        if check_every_n_steps is not None and (not isinstance(check_every_n_steps, int) or check_every_n_steps < 1):
+            raise CnnlabError(
+                f"callbacks.divergence_guard.check_every_n_steps={check_every_n_steps!r}: null or an integer >= 1."
+            )
+        self.check_every_n_steps = check_every_n_steps
+        self._bad_steps: torch.Tensor | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._bad_steps = torch.zeros((), dtype=torch.int64, device=pl_module.device)
+
+    def _every(self, trainer: L.Trainer, pl_module: L.LightningModule) -> int:
+        if self.check_every_n_steps is not None:
+            return self.check_every_n_steps
+        return 1 if pl_module.device.type == "cpu" else max(1, trainer.log_every_n_steps)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None or self._bad_steps is None:
+            return
+        self._bad_steps += (~torch.isfinite(loss.detach())).to(torch.int64)
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if (trainer.global_step % self._every(trainer, pl_module) == 0 or last) and int(self._bad_steps):
+            raise CnnlabError(self._message(trainer, batch_idx, float(loss.detach())))
+
+    def _message(self, trainer: L.Trainer, batch_idx: int, loss: float) -> str:
+        optimizer = trainer.optimizers[0]
+        lrs = ", ".join(f"{g.get('name', i)} {g['lr']:.3g}" for i, g in enumerate(optimizer.param_groups))
+        last = last_checkpoint_path(trainer)
+        kept = (
+            f"The last good checkpoint is {last}."
+            if last.is_file()
+            else "No checkpoint had been saved yet (the run diverged in its first epoch)."
+        )
+        value = "nan" if math.isnan(loss) else "inf" if math.isinf(loss) else "finite now, but was not"
+        return (
+            f"training diverged: the training loss is {value} at epoch {trainer.current_epoch}, batch {batch_idx} "
+            f"(global step {trainer.global_step}); learning rates: {lrs}. {kept} Try a lower optimizer.lr, "
+            "trainer.gradient_clip_val=1.0 or scheduler=onecycle (its warm-up); callbacks.divergence_guard=null "
+            "turns this check off."
+        )
