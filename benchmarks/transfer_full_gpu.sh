@@ -3,15 +3,7 @@
 # that has torch but not cnnlab's other packages: they come as wheels in .whl/, the dataset in .gpudata/.
 # Usage (repo root): OUT=/some/dir bash benchmarks/transfer_full_gpu.sh
 set -u
-OUT=${OUT:-/tmp/cnnlab-gpu}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:src
-fi
-export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', lightning.__version__, 'timm', timm.__version__)"
+source benchmarks/gpu_env.sh
 status=0
 for experiment in lite0_frozen lite0_finetune lite0_scratch; do
   start=$(date +%s)

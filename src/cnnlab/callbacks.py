@@ -111,6 +111,8 @@ class Resumable(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         stop = self.received is not None
         if trainer.world_size > 1:  # every rank must stop at the same step, or the others wait forever
+            if trainer.global_step % max(1, trainer.log_every_n_steps):
+                return  # agreeing is a collective op and a host sync: done every log_every_n_steps steps
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # at an epoch's last batch, validation and the epoch's checkpoint come first: stop one step later
