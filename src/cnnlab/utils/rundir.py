@@ -49,10 +49,18 @@ def unique_subdir(parent: str, name: str) -> str:
     return Path(unique_dir(str(Path(parent) / short_name(name)))).name
 
 
+def ensure_dir(path: str) -> str:
+    """`path`, created if missing: for files opened before Hydra makes the dir (the Optuna study's SQLite db
+    when hydra.sweep.dir names a new directory)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def register_resolvers() -> None:
     # use_cache: resolved once per config, like Hydra's ${now:}; Hydra copies the cache into each sweep job's
     # config, so every access to a run or sweep dir sees the same directory.
-    resolvers = (("unique_dir", unique_dir), ("unique_subdir", unique_subdir), ("cwd", os.getcwd))
+    resolvers = (("unique_dir", unique_dir), ("unique_subdir", unique_subdir), ("cwd", os.getcwd),
+                 ("ensure_dir", ensure_dir))  # fmt: skip
     for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
