@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The transfer-learning study of notebooks/02_transfer_study.ipynb (cnnlab.study: sizes 100..10,000 x
+# cnn / lite0 scratch / frozen / finetune) on one GPU; results in $OUT/study/results.json, which the
+# notebook reads (a study skips the runs its results.json already has).
+# Usage (repo root): OUT=/some/dir bash benchmarks/study_gpu.sh
+set -u
+source benchmarks/gpu_env.sh
+python3 -m cnnlab.study --root "$OUT/study" trainer=gpu paths.data_dir=${DATA_DIR:-.gpudata} logger=csv \
+  > "$OUT/study.log" 2>&1
+status=$?
+grep -E "^study:|^\|" "$OUT/study.log" | tail -40
+rm -rf "$OUT"/study/runs/*/checkpoints  # the results come back, not the weights
+exit $status
