@@ -41,17 +41,21 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
     return path
 
 
+def _unreadable(path: Path, err: BaseException, what: str) -> CnnlabError:
+    detail = str(err).splitlines()[0][:200] if str(err) else "no detail"
+    return CnnlabError(
+        f"ckpt_path={str(path)!r} is not a readable {what} ({type(err).__name__}: {detail}). It may be truncated "
+        "or from another program; use another checkpoint of the run (best-*.ckpt or last.ckpt)."
+    )
+
+
 def read_checkpoint(path: str | Path | None, needs: tuple[str, ...] = ("state_dict",)) -> dict[str, Any]:
     """The checkpoint's contents on the CPU, or one error naming the file if it is truncated, corrupt or foreign."""
     path = resolve_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except READ_ERRORS as err:
-        raise CnnlabError(
-            f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'}). It may be truncated or from another "
-            "program; use another checkpoint of the run (best-*.ckpt or last.ckpt)."
-        ) from err
+        raise _unreadable(path, err, "checkpoint") from err
     missing = [key for key in needs if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise CnnlabError(
@@ -86,9 +90,5 @@ def load_classifier(path: str | Path | None, device: str | torch.device = "cpu")
     try:
         model = ImageClassifier.load_from_checkpoint(path, map_location=device, weights_only=False)
     except READ_ERRORS as err:
-        raise CnnlabError(
-            f"ckpt_path={str(path)!r} is not a readable cnnlab checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}). It may be truncated or from another program; use another "
-            "checkpoint of the run (best-*.ckpt or last.ckpt)."
-        ) from err
+        raise _unreadable(path, err, "cnnlab checkpoint") from err
     return model.eval().to(device)

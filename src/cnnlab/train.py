@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig
 
 from cnnlab.utils.cli import reports_user_errors, run_cli
+
+if TYPE_CHECKING:
+    from cnnlab.callbacks import TrainingInterrupted
 from cnnlab.utils.config import resolved_config
 from cnnlab.utils.rundir import register_resolvers
 
@@ -38,9 +41,10 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     started = time.perf_counter()
     _route_lightning_logs()
     check_train_config(cfg)  # every value, before any data is loaded
-    resume_from = resume_checkpoint(cfg.ckpt_path, checkpoint_dir(cfg)) if cfg.train else None
+    checkpoints = checkpoint_dir(cfg)
+    resume_from = resume_checkpoint(cfg.ckpt_path, checkpoints) if cfg.train else None
     if cfg.train and cfg.ckpt_path == "last" and resume_from is None:
-        log.info("ckpt_path=last: no last.ckpt in %s yet, so training starts from scratch", checkpoint_dir(cfg))
+        log.info("ckpt_path=last: no last.ckpt in %s yet, so training starts from scratch", checkpoints)
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -99,7 +103,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     return summary
 
 
-def _report_interruption(stop: Exception, output_dir: Path) -> dict[str, Any]:
+def _report_interruption(stop: TrainingInterrupted, output_dir: Path) -> dict[str, Any]:
     """Log how to resume; exit 130 / 143 like an interrupted shell command. A sweep stops too (Ctrl+C means all)."""
     from cnnlab.utils.cli import is_multirun, record_exit_code
 
