@@ -12,24 +12,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import compose_train, report
+from benchmarks.common import EpochTimer, compose_train, report
 from cnnlab.builders import build_model
 from cnnlab.train import train
-
-
-class EpochTimer(L.Callback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer, module) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module) -> None:
-        self.times.append(time.perf_counter() - self.start)
 
 
 def plain_loop(cfg, datamodule, epochs: int) -> list[float]:

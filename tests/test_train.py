@@ -117,20 +117,31 @@ def test_cli_bad_input_is_one_clear_message(tmp_path, override, message):
 
 
 @pytest.mark.slow
-def test_seed_fashion_recipe(make_cfg, fashion_dir):
-    """The seed's recipe on Fashion-MNIST: >= 0.84 val acc after one epoch, >= 0.89 test acc after five."""
-    cfg = make_cfg("experiment=seed_fashion", "logger=csv")
+def test_seed_fashion_recipe_first_epoch(make_cfg, fashion_dir):
+    """The seed's recipe on Fashion-MNIST (all 54,000 images): >= 0.84 val and test acc after one epoch (five
+    epochs give 0.9034, see the README; the fast recipe's test below covers the full-length path)."""
+    cfg = make_cfg("experiment=seed_fashion", "logger=csv", "trainer.max_epochs=1")
     summary = train(cfg)
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
     val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
-    assert len(val_acc) == 5 and val_acc[0] >= 0.84
-    assert summary["test/acc"] >= 0.89
+    assert len(val_acc) == 1 and val_acc[0] >= 0.84
+    assert summary["test/acc"] >= 0.84 and summary["params"]["total"] == 225_034
 
 
 @pytest.mark.slow
-def test_seed_mnist_recipe_on_real_mnist(make_cfg, mnist_data_dir):
-    summary = train(make_cfg("experiment=seed_mnist", f"paths.data_dir={mnist_data_dir}"))
-    assert summary["test/acc"] >= 0.988
+def test_fashion_cnn_fast_recipe(make_cfg, fashion_dir):
+    """Issue 8's bar: >= 0.925 test accuracy on Fashion-MNIST in 5 epochs (0.927 here), fewer weights than the seed."""
+    cfg = make_cfg("experiment=fashion_cnn_fast", "logger=csv")
+    summary = train(cfg)
+    assert summary["epochs"] == 5 and summary["global_step"] == 5 * 422 and summary["test/acc"] >= 0.925
+    assert summary["params"]["total"] < 225_034
+
+
+@pytest.mark.slow
+def test_mnist_cnn_fast_recipe_on_real_mnist(make_cfg, mnist_data_dir):
+    """>= 0.994 on the real MNIST in the seed's 5 epochs (0.9951 here; the seed claims 0.9912, gets 0.9903)."""
+    summary = train(make_cfg("experiment=mnist_cnn_fast", f"paths.data_dir={mnist_data_dir}", "logger=none"))
+    assert summary["test/acc"] >= 0.994
 
 
 def test_long_job_names_are_shortened_but_unique(tmp_path):

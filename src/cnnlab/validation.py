@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,40 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
         _int_at_least(problems, "data.num_workers", values["num_workers"], 0)
     if "root" in values:
         _check_readable_dir(problems, "data.root", values["root"], "a folder of class folders (or train/, val/, test/)")
+    if values.get("augment") is not None:
+        check_augment(values["augment"], problems)
+    if "on_device" in values:
+        problems.check(values["on_device"] in ("auto", True, False), "data.on_device", values["on_device"],
+                       "auto (on the GPU when training on one), true or false")  # fmt: skip
+
+
+def check_augment(values: Any, problems: Problems) -> None:
+    """`data.augment`: null, or a mapping of the keys of `cnnlab.data.augment.Augment`."""
+    from cnnlab.data.augment import AUGMENT_KEYS
+
+    if not isinstance(values, Mapping):
+        problems.add(f"data.augment={values!r}: must be null or a mapping such as {{translate: 2, hflip: true}}.")
+        return
+    for key in values:
+        known = key in AUGMENT_KEYS
+        problems.check(known, f"data.augment.{key}", values[key], "one of the keys " + ", ".join(AUGMENT_KEYS))
+    if "translate" in values:
+        _int_at_least(problems, "data.augment.translate", values["translate"], 0, note=" (pixels)")
+    if "hflip" in values:
+        problems.check(isinstance(values["hflip"], bool), "data.augment.hflip", values["hflip"], "true or false")
+    if "erase" in values:
+        _in_range(problems, "data.augment.erase", values["erase"], 0, 1, "[]")
+    for key, low, high in (("erase_area", 0, 1), ("erase_ratio", 0, math.inf)):
+        pair = values.get(key)
+        if pair is None:
+            continue
+        ok = isinstance(pair, Sequence) and len(pair) == 2 and all(_is_number(v) for v in pair)
+        ok = ok and low < pair[0] <= pair[1] and pair[1] <= high
+        problems.check(ok, f"data.augment.{key}", pair, f"[low, high] with {low} < low <= high <= {high}")
+    fill = values.get("fill", 0)
+    fills = list(fill) if isinstance(fill, Sequence) and not isinstance(fill, str) else [fill]
+    ok = bool(fills) and all(_is_int(v) and 0 <= v <= 255 for v in fills)
+    problems.check(ok, "data.augment.fill", fill, "an integer 0..255, or one per channel")
 
 
 def _check_readable_dir(problems: Problems, key: str, value: Any, what: str) -> None:
@@ -104,6 +138,9 @@ def check_model(values: Mapping[str, Any], problems: Problems) -> None:
     problems.check(ok, "model.image_size", size, "null (the data's size), an integer >= 1 or [height, width]")
     if values.get("weights"):
         _check_weights_file(problems, values["weights"])
+    for key in ("channels_last", "compile"):
+        if key in values:
+            problems.check(isinstance(values[key], bool), f"model.{key}", values[key], "true or false")
 
 
 def _check_timm_backbone(backbone: Mapping[str, Any], image_size: Any, problems: Problems) -> None:

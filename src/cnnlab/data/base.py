@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 
+from cnnlab.data.augment import Augment
 from cnnlab.data.batches import TensorBatches
 from cnnlab.data.splits import balanced_subset, stratified_split
 from cnnlab.errors import CnnlabError, Problems
@@ -59,13 +62,16 @@ class InMemoryDataModule(L.LightningDataModule):
         seed: int = 42,
         download: bool = False,
         system_dirs: list[str] | None = None,
+        augment: Mapping[str, Any] | None = None,
+        on_device: bool | str = "auto",
     ) -> None:
         super().__init__()
         from cnnlab.validation import check_data
 
         problems = Problems()
         check_data(dict(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
-                        train_size=train_size, data_dir=data_dir), problems)  # fmt: skip
+                        train_size=train_size, data_dir=data_dir, augment=augment, on_device=on_device),
+                   problems)  # fmt: skip
         problems.raise_if_any(f"invalid data configuration for {self.display_name}")
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
@@ -75,7 +81,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.seed = seed
         self.download = download
         self.system_dirs = [Path(d) for d in (system_dirs or [])]
+        self.augment = Augment.from_config(augment)
+        self.on_device = on_device
         self.splits: Splits | None = None
+        self._placed: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
         self._info: DataInfo | None = None
 
     # --- to implement -------------------------------------------------------------------------------
@@ -130,12 +139,44 @@ class InMemoryDataModule(L.LightningDataModule):
         assert self._info is not None
         return self._info
 
+    @property
+    def augments_training(self) -> bool:
+        """Whether train batches are augmented (then frozen features cannot be cached: they change each epoch)."""
+        return self.augment.active
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Train batches are augmented here: on the device, after the transfer, batched (see data/augment.py)."""
+        trainer = self.trainer
+        if self.augment.active and trainer is not None and trainer.training:
+            images, labels = batch
+            return self.augment(images), labels
+        return batch
+
+    def _placed_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split's tensors where batches are cut: on the training GPU when `on_device` allows (auto: when the
+        split takes under a quarter of the GPU's memory), so each step is an index slice there, no host copy."""
+        images, labels = getattr(self.splits, split)
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.on_device is False or device.type == "cpu" or images.ndim != 4:
+            return images, labels
+        if self.on_device == "auto" and device.type == "cuda":
+            nbytes = images.numel() * images.element_size()
+            if nbytes > torch.cuda.get_device_properties(device).total_memory / 4:
+                return images, labels
+        key = (split, str(device))
+        if key not in self._placed or self._placed[key][2] is not labels:  # the host labels: a staleness check
+            self._placed[key] = (images.to(device), labels.to(device), labels)
+        return self._placed[key][:2]
+
+    def teardown(self, stage: str) -> None:
+        self._placed.clear()  # frees the GPU copies; the host tensors stay for the next fit / test
+
     def _batches(self, split: str, train: bool) -> TensorBatches:
         if self.splits is None:
             self.setup()
         trainer = self.trainer
         return TensorBatches(
-            *getattr(self.splits, split),
+            *self._placed_split(split),
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,

@@ -38,6 +38,7 @@ class ImageClassifier(L.LightningModule):
         image_size: int | list[int] | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         # The logger gets the whole composed config at the end of the run instead (see cnnlab.train).
@@ -92,6 +93,7 @@ class ImageClassifier(L.LightningModule):
         """As Lightning's, but the backbone is not fetched as pretrained again: the checkpoint holds the trained
         weights, and the original weights (a file, a package, the hub) may not be reachable where it is loaded."""
         kwargs.setdefault("pretrained", False)
+        kwargs.setdefault("compile", False)  # compiling pays off over a training run, not for a quick predict
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -133,7 +135,7 @@ class ImageClassifier(L.LightningModule):
                 [
                     loss.detach() * len(labels),
                     (preds == labels).sum().to(loss.dtype),
-                    loss.new_tensor(len(labels)),
+                    loss.new_full((), len(labels)),  # a fill kernel: new_tensor would copy from the host
                 ]
             )
         self._log_step_loss(loss)
@@ -160,6 +162,15 @@ class ImageClassifier(L.LightningModule):
         train must require grad from the start; the LR gate keeps it still until its epoch."""
         if stage == "fit" and self.trainer.world_size > 1:
             self.policy.apply_requires_grad(self.backbone, epoch=None)
+        self._compile()
+
+    def _compile(self) -> None:
+        """`model.compile=true`: torch.compile the preprocessing, backbone and head in place (parameter names and
+        checkpoints unchanged). The first steps, and each new batch shape, pay for compilation."""
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            for module in (self.preprocess, self.backbone, self.head):
+                module.compile()
+            self._compiled = True
 
     def _apply_transfer_policy(self) -> None:
         """At each epoch start: what trains, BatchNorm modes, and this epoch's LRs (freeze -> unfreeze)."""

@@ -1,0 +1,128 @@
+"""Train-time augmentation as a few batched tensor ops on whatever device the batch is on.
+
+Every sample draws its own shift, flip and erasing box, but the work is one `gather` (translation and flip
+together) and one `masked_fill` (erasing) per batch: no per-sample Python, no DataLoader workers, and on a
+GPU no host round trip. It runs on the uint8 batch, before the model's own preprocessing, so what a
+checkpoint does at inference is unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    """`data.augment`: what train batches go through (validation and test batches never do)."""
+
+    translate: int = 0  # max shift in pixels, each axis: pad by this much (fill) and crop back at random
+    hflip: bool = False  # mirror half the images left-right (not for digits or text)
+    erase: float = 0.0  # probability that an image gets one random box filled (random erasing)
+    erase_area: tuple[float, float] = (0.02, 0.25)  # the box's share of the image
+    erase_ratio: tuple[float, float] = (0.3, 3.3)  # the box's height / width
+    fill: Sequence[int] | int = 0  # value of padded and erased pixels, 0..255, one or one per channel
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | Augment | None) -> Augment:
+        if config is None:
+            return cls()
+        if isinstance(config, Augment):
+            return config
+        from cnnlab.errors import Problems
+        from cnnlab.validation import check_augment
+
+        problems = Problems()
+        check_augment(config, problems)
+        problems.raise_if_any("invalid data.augment")
+        values = dict(config)
+        for key in ("erase_area", "erase_ratio"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        if isinstance(values.get("fill"), Sequence):
+            values["fill"] = tuple(int(v) for v in values["fill"])
+        return cls(**values)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.translate or self.hflip or self.erase)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """A new batch (N, C, H, W), same dtype and device; each sample with its own random draw."""
+        if not self.active or images.ndim != 4 or not len(images):
+            return images
+        images = self._shift_and_flip(images)
+        if self.erase:
+            images = self._erase(images)
+        return images
+
+    def _fills(self, channels: int) -> tuple[int, ...]:
+        fill = (self.fill,) if isinstance(self.fill, int) else tuple(self.fill)
+        if len(fill) not in (1, channels):
+            from cnnlab.errors import CnnlabError
+
+            raise CnnlabError(f"data.augment.fill={list(fill)} has {len(fill)} values but the images have {channels} "
+                              "channel(s): give one value, or one per channel.")  # fmt: skip
+        return fill * channels if len(fill) == 1 else fill
+
+    def _fill_value(self, images: torch.Tensor) -> torch.Tensor:
+        return _fill_tensor(self._fills(images.shape[1]), images.dtype, images.device)
+
+    def _shift_and_flip(self, images: torch.Tensor) -> torch.Tensor:
+        if not (self.translate or self.hflip):
+            return images
+        n, c, h, w = images.shape
+        pad, device = int(self.translate), images.device
+        if pad:
+            padded = F.pad(images, (pad, pad, pad, pad))
+            if any(self._fills(c)):  # F.pad fills with 0: paint the border with the fill value instead
+                fill = self._fill_value(images)
+                border = torch.ones(1, 1, h + 2 * pad, w + 2 * pad, dtype=torch.bool, device=device)
+                border[..., pad : pad + h, pad : pad + w] = False
+                padded = torch.where(border, fill, padded)
+        else:
+            padded = images
+        cols = torch.arange(w, device=device).expand(n, w)
+        if self.hflip:
+            flip = torch.rand(n, 1, device=device) < 0.5
+            cols = torch.where(flip, w - 1 - cols, cols)
+        rows = torch.arange(h, device=device).expand(n, h)
+        if pad:
+            rows = rows + torch.randint(0, 2 * pad + 1, (n, 1), device=device)
+            cols = cols + torch.randint(0, 2 * pad + 1, (n, 1), device=device)
+        index = (rows[:, :, None] * padded.shape[-1] + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+        return padded.reshape(n, c, -1).gather(2, index).view(n, c, h, w)
+
+    def _erase(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        device = images.device
+        area = torch.empty(n, device=device).uniform_(*self.erase_area) * (h * w)
+        log_ratio = torch.empty(n, device=device).uniform_(math.log(self.erase_ratio[0]), math.log(self.erase_ratio[1]))
+        box_h = (area * log_ratio.exp()).sqrt().round().clamp(1, h)
+        box_w = (area / log_ratio.exp()).sqrt().round().clamp(1, w)
+        top = (torch.rand(n, device=device) * (h - box_h + 1)).floor()
+        left = (torch.rand(n, device=device) * (w - box_w + 1)).floor()
+        apply = torch.rand(n, device=device) < self.erase
+        ys = torch.arange(h, device=device).view(1, h, 1)
+        xs = torch.arange(w, device=device).view(1, 1, w)
+        inside = (
+            (ys >= top.view(n, 1, 1)) & (ys < (top + box_h).view(n, 1, 1))
+            & (xs >= left.view(n, 1, 1)) & (xs < (left + box_w).view(n, 1, 1))
+            & apply.view(n, 1, 1)
+        )  # fmt: skip
+        return torch.where(inside[:, None], self._fill_value(images), images)
+
+
+AUGMENT_KEYS = tuple(f.name for f in fields(Augment))
+
+
+@functools.cache
+def _fill_tensor(fill: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, C, 1, 1) fill values, made once per device: a copy to a GPU every step would be a host sync."""
+    return torch.tensor(fill, dtype=dtype).view(1, -1, 1, 1).to(device)
