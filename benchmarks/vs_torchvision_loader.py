@@ -1,6 +1,6 @@
 """cnnlab's in-memory data path vs the usual torchvision dataset + DataLoader + per-sample transforms.
 
-Both train the same cnnlab model (the fast recipe's CNN, same augmentation: pad-2 crop + flip) inside
+Both train the same cnnlab model (the fast recipe's CNN, both with pad-2 crop + flip augmentation) inside
 Lightning on the same Fashion-MNIST images, alternating A/B in one process; we compare the median time of
 a training epoch (validation off). cnnlab: uint8 tensors in memory, index-sliced batches, the augmentation
 as batched tensor ops. Usual: `torchvision.datasets.FashionMNIST` (PIL images), `RandomCrop` +
@@ -27,7 +27,7 @@ from cnnlab.train import train
 
 def usual_pipeline(cfg, info, root: Path, workers: int, epochs: int) -> list[float]:
     timer = EpochTimer()
-    datamodule = TorchvisionFashionMNIST(root, cfg.data.batch_size, workers, augment=True)
+    datamodule = TorchvisionFashionMNIST(root, cfg.data.batch_size, workers, augment=cfg.data.augment is not None)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         limit_val_batches=0, enable_model_summary=False, callbacks=[timer])  # fmt: skip
     trainer.fit(build_model(cfg, info), datamodule=datamodule)
@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the usual pipeline")
     args = parser.parse_args()
+    # both sides augment alike: pad-2 crop + flip (torchvision's RandomCrop + RandomHorizontalFlip per sample)
     overrides = [f"experiment={args.experiment}", f"trainer.max_epochs={args.epochs}", "trainer.accelerator=cpu",
+                 "data.augment={translate: 2, hflip: true}",
                  "trainer.limit_val_batches=0", "test=false", "logger=none", "callbacks=none"]  # fmt: skip
     cfg = compose_train(*overrides)
     datamodule = instantiate(cfg.data)

@@ -6,6 +6,7 @@ from typing import Any
 
 import hydra
 from lightning import Callback, LightningModule
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,7 +34,11 @@ def _instantiate_each(group: DictConfig | None) -> list[Any]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    return _instantiate_each(cfg.get("callbacks"))
+    callbacks = _instantiate_each(cfg.get("callbacks"))
+    if not cfg.get("logger"):
+        # logger=none: the LR monitor has nowhere to write (Lightning would refuse to start), so it goes
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger] | bool:
