@@ -62,6 +62,13 @@ def test_digits_trains_to_high_accuracy(make_cfg):
     assert summary["params"]["total"] < 225_034  # the head is sized from the 8x8 input, not hard-coded
 
 
+def test_no_logger_with_the_default_callbacks(make_cfg):
+    """logger=none: the LR monitor (which needs a logger) is left out instead of Lightning refusing to start."""
+    cfg = make_cfg("logger=none", "data=digits", "trainer.max_epochs=1", "model.backbone.padding=1")
+    summary = train(cfg)
+    assert summary["best_checkpoint"] and not (Path(cfg.paths.output_dir) / "tensorboard").exists()
+
+
 def test_csv_logger_and_no_callbacks(make_cfg, fashion_dir):
     cfg = make_cfg("logger=csv", "callbacks=none", "data.train_size=500", "trainer.max_epochs=1")
     summary = train(cfg)
