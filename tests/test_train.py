@@ -62,6 +62,35 @@ def test_digits_trains_to_high_accuracy(make_cfg):
     assert summary["params"]["total"] < 225_034  # the head is sized from the 8x8 input, not hard-coded
 
 
+def test_gradient_clipping_bounds_every_sgd_step(make_cfg, tmp_path):
+    """trainer.gradient_clip_val reaches the written-out optimizer step. With plain SGD (update = lr x gradient,
+    no momentum, no weight decay) a 1e-6 norm clip bounds 30 steps at lr 0.1 to 3e-6 in all; unclipped, the
+    weights move by far more."""
+    import lightning as L
+    import torch
+
+    class Distance(L.Callback):
+        def on_train_start(self, trainer, module):
+            self.start = torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+        def on_train_end(self, trainer, module):
+            end = torch.cat([p.detach().flatten() for p in module.parameters()])
+            self.moved = float((end - self.start).norm())
+
+    moved = {}
+    for clip in ("1e-6", "null"):
+        cfg = make_cfg("data=digits", "model.backbone.padding=1", "optimizer=sgd", "optimizer.lr=0.1",
+                       "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.nesterov=false",
+                       "trainer.max_epochs=2", "data.train_size=480", "data.batch_size=32", "logger=none",
+                       "test=false", f"trainer.gradient_clip_val={clip}")  # fmt: skip
+        cfg.paths.output_dir = str(tmp_path / clip)
+        distance = Distance()
+        summary = train(cfg, extra_callbacks=[distance])
+        assert summary["global_step"] == 30
+        moved[clip] = distance.moved
+    assert moved["1e-6"] <= 30 * 0.1 * 1e-6 * 1.01 and moved["null"] > 1e-2
+
+
 def test_no_logger_with_the_default_callbacks(make_cfg):
     """logger=none: the LR monitor (which needs a logger) is left out instead of Lightning refusing to start."""
     cfg = make_cfg("logger=none", "data=digits", "trainer.max_epochs=1", "model.backbone.padding=1")

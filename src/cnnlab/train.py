@@ -64,8 +64,12 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         f"{params['trainable']:,}",
     )
     callbacks = build_callbacks(cfg) + list(extra_callbacks or [])
+    # The model writes its optimizer step out (see ImageClassifier._optimize), so it clips gradients itself.
+    model.gradient_clip = (cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm") or "norm")
     trainer = hydra.utils.instantiate(
         cfg.trainer,
+        gradient_clip_val=None,
+        gradient_clip_algorithm=None,
         callbacks=callbacks,
         logger=build_loggers(cfg),
         # Without a checkpoint callback in the config, Lightning would add its own in an odd place.
