@@ -64,8 +64,8 @@ class ImageClassifier(L.LightningModule):
         self.policy = TransferPolicy(self.transfer_config, self.backbone, self.head)
         self.policy.apply_requires_grad(self.backbone, epoch=0)
         self.register_buffer("_train_sums", torch.zeros(3), persistent=False)  # loss sum, correct, count
-        # The step is written out (zero_grad, backward, clip, step, schedule): Lightning's automatic-optimization
-        # closure cost 21% of a seed-CNN step on a 2-core CPU, the written-out step 3% (benchmarks/vs_plain_loop).
+        # The step is written out (zero_grad, backward, clip, step, schedule): beside a plain PyTorch loop on a
+        # 2-core CPU, Lightning's automatic-optimization closure cost 21% of a seed-CNN step, this 3% (README, Speed).
         self.automatic_optimization = False
         self.gradient_clip: tuple[float | None, str] = (None, "norm")  # set by cnnlab.train from trainer.*
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
