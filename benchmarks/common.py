@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def run_timed(command: list[str], env: dict[str, str] | None = None) -> tuple[fl
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return elapsed, done.stdout
+
+
+def run_cnnlab(run_dir: Path, *overrides: str) -> tuple[float, dict]:
+    """A whole `cnnlab-train` process writing into `run_dir`: its wall seconds and its metrics.json."""
+    elapsed, _ = run_timed([sys.executable, "-m", "cnnlab.train", f"hydra.run.dir={run_dir}", *overrides])
+    return elapsed, json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
 def report(name_a: str, times_a: list[float], name_b: str, times_b: list[float], unit: str = "s") -> float:

@@ -7,12 +7,10 @@ this machine. Prints both test accuracies and the wall-time ratio (issue 8: >= 0
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import report, run_timed
+from benchmarks.common import report, run_cnnlab
 
 
 def main() -> None:
@@ -27,11 +25,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for experiment in (args.seed, args.fast) if round_ % 2 == 0 else (args.fast, args.seed):
-                run_dir = Path(tmp) / f"{experiment}{round_}"
-                elapsed, _ = run_timed([sys.executable, "-m", "cnnlab.train", f"experiment={experiment}",
-                                        f"hydra.run.dir={run_dir}", *args.overrides])  # fmt: skip
+                elapsed, metrics = run_cnnlab(Path(tmp) / f"{experiment}{round_}", f"experiment={experiment}",
+                                              *args.overrides)  # fmt: skip
                 times[experiment].append(elapsed)
-                accuracy[experiment].append(json.loads((run_dir / "metrics.json").read_text())["test/acc"])
+                accuracy[experiment].append(metrics["test/acc"])
     for experiment, values in accuracy.items():
         print(f"{experiment}: test accuracy {', '.join(f'{a:.4f}' for a in values)}")
     report(args.fast, times[args.fast], args.seed, times[args.seed])

@@ -24,8 +24,7 @@ import torch
 from hydra.utils import instantiate
 
 from benchmarks.common import EpochTimer, compose_train
-from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, torchvision_root
-from cnnlab.builders import build_model
+from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, fit_usual, torchvision_root
 from cnnlab.train import train
 
 
@@ -105,13 +104,8 @@ def usual_run(overrides: list[str], root: Path, workers: int, image_size: int | 
     timer = EpochTimer()
     tracker = TestAccuracyAfterEachEpoch(*test) if test is not None else None
     datamodule = TorchvisionFashionMNIST(root, cfg.data.batch_size, workers, data.augments_training, image_size)
-    trainer = L.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
-                        precision=cfg.trainer.precision, logger=False, enable_checkpointing=False,
-                        limit_train_batches=cfg.trainer.limit_train_batches, limit_val_batches=0,
-                        enable_model_summary=False, enable_progress_bar=False,
-                        callbacks=[timer] + ([tracker] if tracker else []))  # fmt: skip
     start = time.perf_counter()
-    trainer.fit(build_model(cfg, data.info), datamodule=datamodule)
+    fit_usual(cfg, data.info, datamodule, [timer] + ([tracker] if tracker else []), enable_progress_bar=False)
     return _result(timer, tracker, time.perf_counter() - start)
 
 

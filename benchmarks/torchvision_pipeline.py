@@ -64,3 +64,15 @@ class TorchvisionFashionMNIST(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+
+def fit_usual(cfg, info, datamodule: L.LightningDataModule, callbacks: list[L.Callback], **trainer_kwargs) -> None:
+    """The cnnlab model and trainer settings of `cfg` (epochs, device, precision, batch limit), fed by the usual
+    pipeline instead, validation off."""
+    from cnnlab.builders import build_model
+
+    trainer = L.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
+                        precision=cfg.trainer.precision, limit_train_batches=cfg.trainer.limit_train_batches,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        callbacks=callbacks, **trainer_kwargs)  # fmt: skip
+    trainer.fit(build_model(cfg, info), datamodule=datamodule)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import compose_train, report, run_timed
+from benchmarks.common import compose_train, report, run_cnnlab, run_timed
 
 
 def export_arrays(path: Path) -> None:
@@ -49,11 +49,10 @@ def main() -> None:
             elapsed, out = run_timed(keras_cmd, keras_env)
             keras_times.append(elapsed)
             keras_acc.append(json.loads(out.strip().splitlines()[-1])["test_acc"])
-            run_dir = Path(tmp) / f"cnnlab{round_}"
-            elapsed, _ = run_timed([sys.executable, "-m", "cnnlab.train", "experiment=seed_fashion",
-                                    f"trainer.max_epochs={args.epochs}", f"hydra.run.dir={run_dir}"])  # fmt: skip
+            elapsed, metrics = run_cnnlab(Path(tmp) / f"cnnlab{round_}", "experiment=seed_fashion",
+                                          f"trainer.max_epochs={args.epochs}")  # fmt: skip
             cnnlab_times.append(elapsed)
-            cnnlab_acc.append(json.loads((run_dir / "metrics.json").read_text())["test/acc"])
+            cnnlab_acc.append(metrics["test/acc"])
     print(f"seed recipe on Fashion-MNIST, {args.epochs} epochs, whole process, {args.rounds} alternating rounds")
     print(f"test accuracy: cnnlab {', '.join(f'{a:.4f}' for a in cnnlab_acc)}; "
           f"Keras {', '.join(f'{a:.4f}' for a in keras_acc)}")  # fmt: skip

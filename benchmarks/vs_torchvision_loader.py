@@ -16,21 +16,17 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import lightning as L
 from hydra.utils import instantiate
 
 from benchmarks.common import EpochTimer, compose_train, report
-from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, torchvision_root
-from cnnlab.builders import build_model
+from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, fit_usual, torchvision_root
 from cnnlab.train import train
 
 
-def usual_pipeline(cfg, info, root: Path, workers: int, epochs: int) -> list[float]:
+def usual_pipeline(cfg, info, root: Path, workers: int) -> list[float]:
     timer = EpochTimer()
     datamodule = TorchvisionFashionMNIST(root, cfg.data.batch_size, workers, augment=cfg.data.augment is not None)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        limit_val_batches=0, enable_model_summary=False, callbacks=[timer])  # fmt: skip
-    trainer.fit(build_model(cfg, info), datamodule=datamodule)
+    fit_usual(cfg, info, datamodule, [timer])
     return timer.times
 
 
@@ -52,7 +48,7 @@ def main() -> None:
                                  *map(Path, cfg.data.system_dirs)], Path(scratch))  # fmt: skip
         usual, cnnlab = [], []
         for _ in range(args.rounds):
-            usual += usual_pipeline(cfg, datamodule.info, root, args.workers, args.epochs)
+            usual += usual_pipeline(cfg, datamodule.info, root, args.workers)
             timer = EpochTimer()
             train(compose_train(*overrides), extra_callbacks=[timer])
             cnnlab += timer.times

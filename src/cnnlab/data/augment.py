@@ -35,13 +35,7 @@ class Augment:
             return cls()
         if isinstance(config, Augment):
             return config
-        from cnnlab.errors import Problems
-        from cnnlab.validation import check_augment
-
-        problems = Problems()
-        check_augment(config, problems)
-        problems.raise_if_any("invalid data.augment")
-        values = dict(config)
+        values = dict(config)  # already checked by cnnlab.validation.check_augment (via check_data)
         for key in ("erase_area", "erase_ratio"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
