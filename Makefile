@@ -34,9 +34,10 @@ test: install  ## the whole suite, slow tests included (what CI runs)
 test-fast: install  ## skip the tests that train on full datasets
 	$(BIN)/pytest -q -m "not slow"
 
-lint:
+lint:  ## ruff, and the layer contracts (import-linter, see pyproject.toml)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff check --fix src tests benchmarks

@@ -67,3 +67,15 @@ def copy_dir() -> Callable[[Path, Path], Path]:
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> tuple[dict, Path]:
+    """One small seed-CNN run on scikit-learn's digits, trained once per test session and shared: (metrics, run
+    dir). Label smoothing on, so the loss every entry point reports is the smoothed one."""
+    from cnnlab.train import train
+
+    work = tmp_path_factory.mktemp("digits_run")
+    cfg = compose_config("train", ["data=digits", "model.backbone.padding=1", "model.label_smoothing=0.1",
+                                   "trainer.max_epochs=2", "logger=csv"], work, work / "run")  # fmt: skip
+    return train(cfg), work / "run"

@@ -68,7 +68,7 @@ def test_eval_rejects_a_broken_checkpoint(tmp_path, trained):
     _, checkpoint, _ = trained
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(checkpoint.read_bytes()[:5000])
-    with pytest.raises(CnnlabError, match=r"broken.ckpt' is not a readable cnnlab checkpoint"):
+    with pytest.raises(CnnlabError, match=r"broken.ckpt' is not a readable checkpoint"):
         load_classifier(broken)
     with pytest.raises(CnnlabError, match=r"no such file"):
         load_classifier(tmp_path / "missing.ckpt")
@@ -184,3 +184,11 @@ def test_export_round_trip(tmp_path, trained, fmt):
     else:
         got = torch.jit.load(str(out))(images)
     assert (got - expected).abs().max() < 1e-4
+
+
+def test_eval_reports_the_same_loss_as_the_training_run(digits_run, tmp_path):
+    """One loss: the digits run smooths its labels (0.1), and cnnlab-eval's test/loss is that smoothed loss."""
+    summary, _ = digits_run
+    report = evaluate(compose_config("eval", [f"ckpt_path={summary['best_checkpoint']}"], tmp_path, tmp_path / "eval"))
+    assert report["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-6)
+    assert report["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)

@@ -83,16 +83,13 @@ def test_only_training_batches_are_augmented(fashion_batch):
 
 
 def test_feature_cache_is_skipped_when_training_is_augmented(make_cfg, fashion_dir):
-    from hydra.utils import instantiate
-
-    from cnnlab.builders import build_model
-    from cnnlab.transfer.feature_cache import wants_feature_cache
+    from cnnlab.builders import build_datamodule, build_model, wants_feature_cache
 
     for augment, expected in (("null", True), ("{hflip: true}", False)):
         cfg = make_cfg("experiment=lite0_frozen", "data.train_size=100", f"data.augment={augment}",
                        "model.image_size=32", "model.pretrained=false")  # fmt: skip
-        datamodule = instantiate(cfg.data)
-        assert wants_feature_cache(build_model(cfg, datamodule.info), datamodule) is expected
+        datamodule, info = build_datamodule(cfg.data)
+        assert wants_feature_cache(build_model(cfg, info), datamodule) is expected
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from cnnlab.data.base import InMemoryDataModule
+from cnnlab.errors import find_user_error
 from cnnlab.train import train
-from cnnlab.utils.cli import find_user_error
 
 CASES = [
     # (id, overrides, expected message, answered before any data is read)
@@ -46,7 +46,7 @@ CASES = [
     ("seed-cnn-pretrained", ["transfer=finetune"], "the seed CNN has no published weights", False),
     ("max-epochs-0", ["trainer.max_epochs=0"], "trainer.max_epochs=0: an integer >= 1", True),
     ("precision-unknown", ["trainer.precision=fp8"], "trainer.precision='fp8': one of 32-true, bf16-mixed", True),
-    ("gpu-without-gpu", ["trainer.accelerator=gpu"], "no usable CUDA GPU", True),
+    ("gpu-without-gpu", ["trainer.accelerator=gpu"], "but this machine has none available", True),
     ("gradient-clip-negative", ["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1: null or a number >= 0", True),
     ("warmup-1.5", ["scheduler=cosine", "scheduler.warmup_fraction=1.5"], "scheduler.warmup_fraction=1.5", True),
     ("ckpt-missing", ["ckpt_path={tmp}/none.ckpt"], "ckpt_path='{tmp}/none.ckpt': no such file", True),

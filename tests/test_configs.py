@@ -1,18 +1,16 @@
 """Every option of every config group composes, and the objects it names can be built."""
 
-from pathlib import Path
-
 import hydra
 import pytest
 
-from cnnlab.train import CONF_DIR
-from cnnlab.utils.config import resolved_config
+from cnnlab.utils.config import conf_dir, resolved_config
 
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+CONF_DIR = conf_dir()
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "__pycache__"))
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 CASES = [(g, o) for g in GROUPS for o in options(g)]
@@ -40,6 +38,6 @@ def test_option_composes_and_resolves(make_cfg, group, option):
 
 
 def test_no_class_count_in_any_config():
-    for path in Path(CONF_DIR).rglob("*.yaml"):
+    for path in CONF_DIR.rglob("*.yaml"):
         text = path.read_text()
         assert "num_classes" not in text, f"{path} repeats what the data knows"

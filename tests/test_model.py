@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from cnnlab.checkpoints import load_classifier
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
 from cnnlab.models.cnn import SeedCNN
@@ -47,7 +48,7 @@ def test_maxpool_before_relu_is_the_same_math():
 
 
 def test_image_too_small_is_a_clear_error():
-    with pytest.raises(CnnlabError, match=r"image size \(6, 6\) is too small for the CNN"):
+    with pytest.raises(CnnlabError, match=r"image size \[6, 6\] is too small for the CNN"):
         SeedCNN(in_chans=1, image_size=(6, 6))
 
 
@@ -58,7 +59,7 @@ def test_checkpoint_rebuilds_without_config(tmp_path):
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    loaded = ImageClassifier.load_from_checkpoint(tmp_path / "m.ckpt").eval()
+    loaded = load_classifier(tmp_path / "m.ckpt")
     images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
     assert loaded.class_names == ["0", "1", "2", "3", "4"]
     assert torch.equal(model(images), loaded(images))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.sweeps import cli as summarize_cli
+from cnnlab.summarize import cli as summarize_cli
 
 TINY = ["data.train_size=200", "trainer.max_epochs=1", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip

@@ -15,16 +15,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.builders import build_datamodule, build_model
+from cnnlab.data.feature_cache import cached_split, model_fingerprint
 from cnnlab.errors import CnnlabError
+from cnnlab.utils.config import compose_config
 
 FEATURES = ("pixels", "backbone")
 
 
 def _classifiers(seed: int) -> dict[str, Callable[[], Any]]:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.ensemble import HistGradientBoostingClassifier  # lazy: scikit-learn's estimators cost ~1 s
+    from sklearn.linear_model import LogisticRegression  # lazy: as above
+    from sklearn.pipeline import make_pipeline  # lazy: as above
+    from sklearn.preprocessing import StandardScaler  # lazy: as above
 
     return {
         "logistic_regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)),
@@ -44,18 +47,12 @@ class BackboneFeatures:
     """A pretrained backbone's pooled features, as `transfer=frozen` sees them (same model, same cache)."""
 
     def __init__(self, overrides: Sequence[str], info: Any, cache_dir: Path) -> None:
-        from cnnlab.builders import build_model
-        from cnnlab.transfer.feature_cache import model_fingerprint
-        from cnnlab.utils.config import compose_config
-
         cfg = compose_config([*overrides, "transfer=frozen"])
         self.model = build_model(cfg, info).eval()
         self.name = cfg.model.backbone.get("name", "cnn")
         self.fingerprint, self.cache_dir = model_fingerprint(self.model), cache_dir
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-        from cnnlab.transfer.feature_cache import cached_split
-
         return cached_split(self.model, self.fingerprint, images, labels, 256, self.cache_dir).numpy()
 
 
@@ -75,10 +72,6 @@ def baseline_table(
     `data.train_size` -> the same images as a neural run), and the backbone is the model `transfer=frozen` uses.
     `test_size` scores on the first that many test images only (quick checks); None = the whole test set.
     """
-    from hydra.utils import instantiate
-
-    from cnnlab.utils.config import compose_config
-
     unknown = sorted(set(features) - set(FEATURES)) + sorted(set(classifiers) - set(CLASSIFIERS))
     if unknown:
         raise CnnlabError(f"unknown baseline options {unknown}: use features from {FEATURES}, classifiers from "
@@ -86,13 +79,12 @@ def baseline_table(
     rows: list[dict[str, Any]] = []
     embed: BackboneFeatures | None = None
     for size in sizes:
-        datamodule = instantiate(compose_config([*data, f"seed={seed}", f"data.train_size={size}"]).data)
-        datamodule.setup()
+        datamodule, info = build_datamodule(compose_config([*data, f"seed={seed}", f"data.train_size={size}"]).data)
         (train_x, train_y), (test_x, test_y) = datamodule.splits.train, datamodule.splits.test
         test_x, test_y = test_x[:test_size], test_y[:test_size]
         for kind in features:
             if kind == "backbone" and embed is None:
-                embed = BackboneFeatures([*data, *backbone, f"seed={seed}"], datamodule.info, Path(cache_dir))
+                embed = BackboneFeatures([*data, *backbone, f"seed={seed}"], info, Path(cache_dir))
             started = time.perf_counter()
             if kind == "pixels":
                 x_train, x_test = pixel_features(train_x), pixel_features(test_x)

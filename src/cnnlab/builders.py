@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hydra
+import lightning as L
 from lightning import Callback, LightningModule
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.data.base import DataInfo
+from cnnlab.checkpoints import AtomicCheckpointIO
+from cnnlab.data.base import InMemoryDataModule
+from cnnlab.data.feature_cache import FeatureDataModule
+from cnnlab.data.info import DataInfo, describe_data
+from cnnlab.errors import CnnlabError
+from cnnlab.models.optimization import StepSettings
+from cnnlab.utils.config import build
+
+
+def build_datamodule(data_cfg: Any) -> tuple[L.LightningDataModule, DataInfo]:
+    """The configured DataModule (ours or the user's) and what it tells the model, checked (see DataInfo)."""
+    target = str(data_cfg.get("_target_", "?"))
+    datamodule = build(data_cfg)
+    if not isinstance(datamodule, L.LightningDataModule):
+        raise CnnlabError(f"data._target_={target} built a {type(datamodule).__name__}, not a LightningDataModule.")
+    return datamodule, describe_data(datamodule, target)
 
 
 def build_model(cfg: DictConfig, info: DataInfo) -> LightningModule:
@@ -26,11 +44,28 @@ def build_model(cfg: DictConfig, info: DataInfo) -> LightningModule:
     )
 
 
+def wants_feature_cache(model: LightningModule, datamodule: L.LightningDataModule) -> bool:
+    """Frozen feature extraction on in-memory data without augmentation: the backbone's output never changes."""
+    config = getattr(model, "transfer_config", None)
+    return (
+        config is not None
+        and config.mode == "frozen"
+        and config.cache_features
+        and isinstance(datamodule, InMemoryDataModule)
+        and not datamodule.augments_training
+    )
+
+
+def with_feature_cache(model: LightningModule, datamodule: L.LightningDataModule, cache_dir: Path):
+    """The DataModule the run trains on: its backbone features instead of its images when that is the same."""
+    return FeatureDataModule(datamodule, model, cache_dir) if wants_feature_cache(model, datamodule) else datamodule
+
+
 def _instantiate_each(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a group whose values are configs with a `_target_` (callbacks, loggers)."""
     if not group:
         return []
-    return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+    return [build(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
@@ -44,6 +79,38 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 def build_loggers(cfg: DictConfig) -> list[Logger] | bool:
     loggers = _instantiate_each(cfg.get("logger"))
     return loggers or False
+
+
+def step_settings(trainer_cfg: DictConfig) -> StepSettings:
+    """The trainer values the model's written-out step applies (Lightning refuses them with manual optimization)."""
+    return StepSettings(
+        accumulate_grad_batches=int(trainer_cfg.get("accumulate_grad_batches") or 1),
+        gradient_clip_val=trainer_cfg.get("gradient_clip_val"),
+        gradient_clip_algorithm=trainer_cfg.get("gradient_clip_algorithm") or "norm",
+    )
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Callback]) -> L.Trainer:
+    """The Lightning Trainer of `cfg.trainer`, with cnnlab's loggers, callbacks and checkpoint IO. A combination
+    Lightning still refuses (the config checks catch the known ones) becomes one clear error, not a traceback."""
+    try:
+        return build(
+            cfg.trainer,
+            accumulate_grad_batches=1,  # done by the model's written-out step (see step_settings)
+            gradient_clip_val=None,
+            gradient_clip_algorithm=None,
+            callbacks=callbacks,
+            logger=build_loggers(cfg),
+            # Without a checkpoint callback in the config, Lightning would add its own in an odd place.
+            enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+            plugins=[AtomicCheckpointIO()],
+        )
+    except Exception as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, MisconfigurationException | ValueError | TypeError):
+            raise CnnlabError(f"Lightning refused the trainer configuration: {cause}. Fix the trainer.* values "
+                              "named above.") from err  # fmt: skip
+        raise
 
 
 def count_parameters(model: LightningModule) -> dict[str, int]:

@@ -116,6 +116,8 @@ class Resumable(L.Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # at an epoch's last batch, validation and the epoch's checkpoint come first: stop one step later
+        if not getattr(getattr(pl_module, "stepper", None), "at_boundary", True):
+            return  # gradients of an accumulation window are waiting for their step: a checkpoint would lose them
         path = last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)
         signum = self.received or signal.SIGTERM

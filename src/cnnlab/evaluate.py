@@ -1,5 +1,6 @@
 """cnnlab-eval: a checkpoint on the test split of its own data (or another `data=`): metrics.json with
-accuracy and per-class precision / recall / F1, a confusion matrix image, the most confident mistakes."""
+accuracy, the model's own loss and per-class precision / recall / F1, a confusion matrix image, the most confident
+mistakes. Works with any DataModule that meets cnnlab's contract (see cnnlab.data.DataInfo)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torchvision.io import write_png
 
-from cnnlab.train import CONF_DIR
-from cnnlab.utils.cli import reports_user_errors, run_cli
+from cnnlab.builders import build_datamodule, build_loggers
+from cnnlab.checkpoints import load_classifier, resolve_checkpoint, trained_data_config
+from cnnlab.errors import CnnlabError
+from cnnlab.inference import TestRun, run_test_split
+from cnnlab.utils.cli import hydra_cli
+from cnnlab.utils.figures import image_grid
+from cnnlab.utils.io import write_json_atomic
+from cnnlab.utils.tensorboard import render_confusion_matrix, tensorboard_writers
 
 log = logging.getLogger("cnnlab.evaluate")
-
-
-@torch.no_grad()
-def predict_tensors(model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax probabilities for uint8 images, batched on the model's device."""
-    device = next(model.parameters()).device
-    return torch.cat([
-        model(images[i : i + batch_size].to(device)).float().softmax(1).cpu() for i in range(0, len(images), batch_size)
-    ])  # fmt: skip
 
 
 def classification_report(confusion: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
@@ -46,44 +44,40 @@ def classification_report(confusion: torch.Tensor, class_names: list[str]) -> di
     }
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    from torchvision.io import write_png
-
-    from cnnlab.builders import build_loggers
-    from cnnlab.checkpoints import load_classifier
-    from cnnlab.errors import CnnlabError
-    from cnnlab.utils.figures import image_grid
-    from cnnlab.utils.io import write_json_atomic
-    from cnnlab.utils.tensorboard import render_confusion_matrix, tensorboard_writers
-
-    output_dir = Path(cfg.paths.output_dir)
-    model = load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu")
-    data_cfg = cfg.get("data") or (model.run_config or {}).get("data")
+def _test_batches(cfg: DictConfig, model, checkpoint: Path):
+    """The test loader of the checkpoint's own data (or `data=`), checked against what the model expects."""
+    data_cfg = cfg.get("data") or trained_data_config(model, checkpoint)
     if not data_cfg:
-        raise CnnlabError(f"{cfg.ckpt_path} does not say which data it was trained on: add data=<option>.")
-    datamodule = hydra.utils.instantiate(data_cfg)
-    info = datamodule.info
+        raise CnnlabError(f"{checkpoint} does not say which data it was trained on: add data=<option>.")
+    datamodule, info = build_datamodule(data_cfg)
     if info.num_classes != model.num_classes or info.in_chans != int(model.hparams.data["in_chans"]):
         raise CnnlabError(
             f"data {info.name} has {info.num_classes} classes and {info.in_chans} channels, but the checkpoint "
             f"expects {model.num_classes} and {model.hparams.data['in_chans']}: pick data it was trained for."
         )
-    images, labels = datamodule.splits.test
-    probs = predict_tensors(model, images, cfg.batch_size)
-    confidence, preds = probs.max(1)
+    if hasattr(datamodule, "eval_batch_size"):
+        datamodule.eval_batch_size = cfg.batch_size
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule.test_dataloader(), info
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate `ckpt_path` on a test split; writes metrics.json, confusion_matrix.png and mistakes.png."""
+    output_dir = Path(cfg.paths.output_dir)
+    checkpoint = resolve_checkpoint(cfg.ckpt_path)
+    model = load_classifier(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    batches, info = _test_batches(cfg, model, checkpoint)
+    run = run_test_split(model, batches, cfg.num_mistakes)
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
-    confusion.index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
+    confusion.index_put_((run.labels, run.preds), torch.ones_like(run.labels), accumulate=True)
     report = classification_report(confusion, model.class_names)
-    report["test/loss"] = float(torch.nn.functional.nll_loss(probs.clamp(min=1e-12).log(), labels))
-    report.update({"checkpoint": str(cfg.ckpt_path), "data": info.name, "images": len(labels)})
+    report["test/loss"] = run.loss
+    report.update({"checkpoint": str(checkpoint), "data": info.name, "images": len(run.labels)})
 
     write_json_atomic(output_dir / "metrics.json", report)
     write_png(render_confusion_matrix(confusion, cell=24), str(output_dir / "confusion_matrix.png"))
-    wrong = torch.nonzero(preds != labels).flatten()
-    worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.num_mistakes]
-    names = model.class_names
-    captions = [f"{names[labels[i]][:7]}>{names[preds[i]][:7]} {confidence[i]:.2f}" for i in worst.tolist()]
-    grid = image_grid(images[worst], captions) if len(worst) else None
+    grid = _mistakes_grid(run, model.class_names)
     if grid is not None:
         grid.save(output_dir / "mistakes.png")
     for writer in tensorboard_writers(build_loggers(cfg) or []):
@@ -91,22 +85,28 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             writer.add_scalar(f"eval/{key}", report[key], 0)
         writer.add_image("eval/confusion_matrix", render_confusion_matrix(confusion, cell=24), 0)
         if grid is not None:
-            writer.add_image("eval/mistakes", torch.from_numpy(np.asarray(grid)).permute(2, 0, 1), 0)
+            writer.add_image("eval/mistakes", torch.from_numpy(np.array(grid)).permute(2, 0, 1), 0)
         writer.close()
-    log.info("test/acc %.4f, macro F1 %.4f on %d %s test images -> %s",
-             report["test/acc"], report["macro/f1"], len(labels), info.name, output_dir)  # fmt: skip
+    log.info("test/acc %.4f, test/loss %.4f, macro F1 %.4f on %d %s test images -> %s", report["test/acc"],
+             report["test/loss"], report["macro/f1"], len(run.labels), info.name, output_dir)  # fmt: skip
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-@reports_user_errors
-def main(cfg: DictConfig) -> float:
+def _mistakes_grid(run: TestRun, names: list[str]):
+    if not run.mistakes:
+        return None
+    captions = [f"{names[true][:7]}>{names[pred][:7]} {conf:.2f}" for conf, _, true, pred in run.mistakes]
+    images = torch.stack([image if image.dtype == torch.uint8 else (image * 255).round().clamp(0, 255).byte()
+                          for _, image, _, _ in run.mistakes])  # fmt: skip
+    return image_grid(images, captions)
+
+
+def run(cfg: DictConfig) -> float:
+    """Evaluate a checkpoint; returns its test accuracy."""
     return evaluate(cfg)["test/acc"]
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = hydra_cli("eval", run)
 
 if __name__ == "__main__":
     cli()

@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from cnnlab.train import CONF_DIR
-from cnnlab.utils.cli import reports_user_errors, run_cli
+from cnnlab.checkpoints import load_classifier, resolve_checkpoint
+from cnnlab.errors import CnnlabError
+from cnnlab.utils.cli import hydra_cli
+from cnnlab.utils.io import write_json_atomic
 
 log = logging.getLogger("cnnlab.export")
 FORMATS = ("onnx", "torchscript")
@@ -35,10 +36,8 @@ def export_torchscript(model, path: Path) -> Any:
 
 def export_onnx(model, path: Path) -> Any:
     try:
-        import onnxruntime
+        import onnxruntime  # lazy: an optional extra (`export`), needed by this format alone
     except ImportError as err:
-        from cnnlab.errors import CnnlabError
-
         raise CnnlabError("format=onnx needs onnx and onnxruntime: pip install -e '.[export]'") from err
     torch.onnx.export(model, (example_batch(model),), str(path), input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)  # fmt: skip
@@ -47,10 +46,7 @@ def export_onnx(model, path: Path) -> Any:
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
-    from cnnlab.checkpoints import load_classifier, resolve_checkpoint
-    from cnnlab.errors import CnnlabError
-    from cnnlab.utils.io import write_json_atomic
-
+    """The checkpoint as one ONNX or TorchScript file, checked to give the checkpoint's logits."""
     if cfg.format not in FORMATS:
         raise CnnlabError(f"format={cfg.format!r}: use one of {', '.join(FORMATS)}.")
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
@@ -75,15 +71,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return info
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
-@reports_user_errors
-def main(cfg: DictConfig) -> None:
-    export(cfg)
-
-
-def cli() -> None:
-    run_cli(main)
-
+cli = hydra_cli("export", export)
 
 if __name__ == "__main__":
     cli()

@@ -12,21 +12,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from cnnlab.train import CONF_DIR
-from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code, reports_user_errors, run_cli
+from cnnlab.checkpoints import load_classifier
+from cnnlab.data.images import decode_many, expand_inputs
+from cnnlab.errors import CnnlabError
+from cnnlab.inference import predict_tensors
+from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
+from cnnlab.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("cnnlab.predict")
 
 
 def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256) -> tuple[list[dict], dict]:
     """Top-k predictions per readable file, and {path: error} for the others; decoded and run batch by batch."""
-    from cnnlab.data.images import decode_many
-    from cnnlab.evaluate import predict_tensors
-
     channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
     k = min(top_k, model.num_classes)
     results, errors = [], {}
@@ -51,8 +51,6 @@ def format_table(results: list[dict]) -> str:
 
 
 def write_results(path: Path, results: list[dict], errors: dict) -> None:
-    from cnnlab.utils.io import write_json_atomic, write_text_atomic
-
     if path.suffix.lower() == ".json":
         write_json_atomic(path, {"predictions": results, "errors": {str(k): v for k, v in errors.items()}})
         return
@@ -68,10 +66,7 @@ def write_results(path: Path, results: list[dict], errors: dict) -> None:
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
-    from cnnlab.checkpoints import load_classifier
-    from cnnlab.data.images import expand_inputs
-    from cnnlab.errors import CnnlabError
-
+    """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
     if not cfg.inputs:
         raise CnnlabError("inputs is required: inputs=<image file | directory | glob, e.g. 'photos/*.jpg'>")
     paths = expand_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
@@ -91,15 +86,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     return {"predictions": results, "errors": {str(k): v for k, v in errors.items()}}
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
-@reports_user_errors
-def main(cfg: DictConfig) -> None:
-    predict(cfg)
-
-
-def cli() -> None:
-    run_cli(main)
-
+cli = hydra_cli("predict", predict)
 
 if __name__ == "__main__":
     cli()

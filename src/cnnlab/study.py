@@ -15,6 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnlab.train import train
+from cnnlab.utils.config import compose_config
+from cnnlab.utils.io import write_json_atomic
+
 log = logging.getLogger("cnnlab.study")
 
 # One recipe per mode; only `transfer` differs between the three lite0 rows (same backbone, size, optimizer).
@@ -48,10 +52,6 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Train every (size, mode) not yet in `<root>/results.json`; returns all rows of that file.
     `root_dir` is the runs' `paths.root_dir` (data and outputs are relative to it; default: the cwd)."""
-    from cnnlab.train import train
-    from cnnlab.utils.config import compose_config
-    from cnnlab.utils.io import write_json_atomic
-
     root = Path(root)
     results_path = root / "results.json"
     rows: list[dict[str, Any]] = json.loads(results_path.read_text()) if results_path.is_file() else []

@@ -13,13 +13,14 @@ import io
 import json
 import logging
 import math
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnlab import metrics as M
@@ -32,15 +33,11 @@ METRIC_COLUMNS = (M.VAL_ACC_BEST, M.VAL_ACC, M.TEST_ACC, M.TEST_LOSS, M.TRAIN_LO
 
 
 def _is_multirun(config: DictConfig) -> bool:
-    from hydra.types import RunMode
-
     return config.hydra.mode == RunMode.MULTIRUN
 
 
 def job_record(job_return: Any) -> dict[str, Any]:
     """What one job ended with: status, its overrides, its returned metric or its error."""
-    from hydra.core.utils import JobStatus
-
     record: dict[str, Any] = {"overrides": list(job_return.overrides or [])}
     if job_return.status == JobStatus.COMPLETED:
         value = job_return.return_value
@@ -163,21 +160,3 @@ class SweepCallback(Callback):
             log.error("%d of %d jobs failed; see %s", failed_jobs, len(rows), summary)
         else:
             log.info("%d jobs done; summary: %s", len(rows), summary)
-
-
-def cli(argv: list[str] | None = None) -> None:
-    """cnnlab-summarize SWEEP_DIR [METRIC]: (re)write summary.csv / summary.md and print the table."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print("usage: cnnlab-summarize SWEEP_DIR [METRIC]   (METRIC defaults to the sweep's optimized_metric)")
-        sys.exit(0 if args else 2)
-    sweep_dir = Path(args[0])
-    if not sweep_dir.is_dir():
-        print(f"cnnlab-summarize: {sweep_dir} is not a directory (give a sweep dir under outputs/multirun/)")
-        sys.exit(2)
-    rows = write_summary(sweep_dir, args[1] if len(args) > 1 else None)
-    if not rows:
-        print(f"cnnlab-summarize: no job directories in {sweep_dir}")
-        sys.exit(2)
-    print((sweep_dir / "summary.md").read_text())
-    sys.exit(1 if any(r["status"] == "failed" for r in rows) else 0)

@@ -5,21 +5,30 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from cnnlab.utils.cli import reports_user_errors, run_cli
-
-if TYPE_CHECKING:
-    from cnnlab.callbacks import TrainingInterrupted
+from cnnlab.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_model,
+    build_trainer,
+    count_parameters,
+    step_settings,
+    with_feature_cache,
+)
+from cnnlab.callbacks import TrainingInterrupted
+from cnnlab.checkpoints import checkpoint_dir, resume_checkpoint
+from cnnlab.config_checks import check_train_config
+from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config
-from cnnlab.utils.rundir import register_resolvers
+from cnnlab.utils.io import write_json_atomic
+from cnnlab.utils.tensorboard import log_hparams
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("cnnlab.train")
-register_resolvers()
 
 
 def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
@@ -27,17 +36,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
 
     `extra_callbacks` lets Python callers (benchmarks, notebooks) watch the run without a config entry.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from cnnlab.builders import build_callbacks, build_loggers, build_model, count_parameters
-    from cnnlab.callbacks import TrainingInterrupted
-    from cnnlab.checkpoints import AtomicCheckpointIO, checkpoint_dir, resume_checkpoint
-    from cnnlab.transfer.feature_cache import FeatureDataModule, wants_feature_cache
-    from cnnlab.utils.io import write_json_atomic
-    from cnnlab.utils.tensorboard import log_hparams
-    from cnnlab.validation import check_train_config
-
     started = time.perf_counter()
     _route_lightning_logs()
     check_train_config(cfg)  # every value, before any data is loaded
@@ -47,12 +45,11 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         log.info("ckpt_path=last: no last.ckpt in %s yet, so training starts from scratch", checkpoints)
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    info = datamodule.info
+    datamodule, info = build_datamodule(cfg.data)
     model = build_model(cfg, info)
     model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab-eval rebuilds the data from it
-    if wants_feature_cache(model, datamodule):
-        datamodule = FeatureDataModule(datamodule, model, Path(cfg.paths.cache_dir))
+    model.set_step_settings(step_settings(cfg.trainer))
+    datamodule = with_feature_cache(model, datamodule, Path(cfg.paths.cache_dir))
     params = count_parameters(model)
     log.info(
         "data: %s, %d classes, %d channels, %dx%d; model: %s parameters (%s trainable)",
@@ -63,19 +60,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         f"{params['total']:,}",
         f"{params['trainable']:,}",
     )
-    callbacks = build_callbacks(cfg) + list(extra_callbacks or [])
-    # The model writes its optimizer step out (see ImageClassifier._optimize), so it clips gradients itself.
-    model.gradient_clip = (cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm") or "norm")
-    trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        gradient_clip_val=None,
-        gradient_clip_algorithm=None,
-        callbacks=callbacks,
-        logger=build_loggers(cfg),
-        # Without a checkpoint callback in the config, Lightning would add its own in an odd place.
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        plugins=[AtomicCheckpointIO()],
-    )
+    trainer = build_trainer(cfg, build_callbacks(cfg) + list(extra_callbacks or []))
 
     if cfg.train:
         try:
@@ -109,8 +94,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
 
 def _report_interruption(stop: TrainingInterrupted, output_dir: Path) -> dict[str, Any]:
     """Log how to resume; exit 130 / 143 like an interrupted shell command. A sweep stops too (Ctrl+C means all)."""
-    from cnnlab.utils.cli import is_multirun, record_exit_code
-
     log.warning("interrupted (%s); resume in the same run dir with:\n  %s", stop, _resume_command(output_dir))
     if is_multirun():
         raise SystemExit(stop.exit_code)
@@ -119,8 +102,6 @@ def _report_interruption(stop: TrainingInterrupted, output_dir: Path) -> dict[st
 
 
 def _resume_command(output_dir: Path) -> str:
-    from hydra.core.hydra_config import HydraConfig
-
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
     return " ".join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
@@ -144,19 +125,14 @@ def _route_lightning_logs() -> None:
         logger.propagate = True
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-@reports_user_errors
-def main(cfg: DictConfig) -> float | None:
-    """Hydra task: returns the optimized metric, which sweepers (Optuna) maximize."""
+def run(cfg: DictConfig) -> float | None:
+    """Train as `cfg` says; returns the optimized metric, which sweepers (Optuna) maximize."""
     summary = train(cfg)
     value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     return None if value is None else float(value)
 
 
-def cli() -> None:
-    """Console script: runs the Hydra task but never hands its float to sys.exit as an exit code."""
-    run_cli(main)
-
+cli = hydra_cli("train", run)
 
 if __name__ == "__main__":
     cli()

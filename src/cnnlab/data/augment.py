@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnlab.errors import CnnlabError
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -35,7 +37,7 @@ class Augment:
             return cls()
         if isinstance(config, Augment):
             return config
-        values = dict(config)  # already checked by cnnlab.validation.check_augment (via check_data)
+        values = dict(config)  # already checked by cnnlab.data.checks.check_augment
         for key in ("erase_area", "erase_ratio"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
@@ -59,8 +61,6 @@ class Augment:
     def _fills(self, channels: int) -> tuple[int, ...]:
         fill = (self.fill,) if isinstance(self.fill, int) else tuple(self.fill)
         if len(fill) not in (1, channels):
-            from cnnlab.errors import CnnlabError
-
             raise CnnlabError(f"data.augment.fill={list(fill)} has {len(fill)} values but the images have {channels} "
                               "channel(s): give one value, or one per channel.")  # fmt: skip
         return fill * channels if len(fill) == 1 else fill

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +12,10 @@ import torch
 
 from cnnlab.data.augment import Augment
 from cnnlab.data.batches import TensorBatches
+from cnnlab.data.checks import check_data
+from cnnlab.data.info import DataInfo
 from cnnlab.data.splits import balanced_subset, stratified_split
 from cnnlab.errors import CnnlabError, Problems
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What the model needs to know about the data; the model config never repeats it."""
-
-    name: str
-    num_classes: int
-    in_chans: int
-    image_size: tuple[int, int]
-    class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -66,8 +52,6 @@ class InMemoryDataModule(L.LightningDataModule):
         on_device: bool | str = "auto",
     ) -> None:
         super().__init__()
-        from cnnlab.validation import check_data
-
         problems = Problems()
         check_data(dict(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
                         train_size=train_size, data_dir=data_dir, augment=augment, on_device=on_device),

@@ -19,7 +19,7 @@ class DigitsDataModule(InMemoryDataModule):
         self.test_fraction = test_fraction
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # lazy: scikit-learn costs ~1 s to import; only digits need it
 
         digits = load_digits()
         # Pixel values are 0..16; scale to the 0..255 of every other dataset.

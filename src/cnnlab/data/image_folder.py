@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.base import InMemoryDataModule
+from cnnlab.data.checks import check_data
 from cnnlab.data.images import IMAGE_SUFFIXES, decode_image, decode_many
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError, Problems
@@ -73,8 +74,6 @@ class ImageFolderDataModule(InMemoryDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        from cnnlab.validation import check_data
-
         problems = Problems()
         check_data(dict(channels=channels, test_fraction=test_fraction, cache_max_gb=cache_max_gb,
                         num_workers=num_workers), problems)  # fmt: skip

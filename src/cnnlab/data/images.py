@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -30,8 +33,6 @@ def expand_inputs(inputs: str | Sequence[str]) -> list[Path]:
 
 def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
     """uint8 (channels, H, W). Raises OSError / ValueError for anything that is not a readable image."""
-    from PIL import Image
-
     with Image.open(path) as image:
         image.load()
         image = _to_8bit(image)
@@ -45,8 +46,6 @@ def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.
 
 def _to_8bit(image):
     """16-bit and 32-bit grey images scaled to 0..255 (PIL's own convert('L') would clip them)."""
-    from PIL import Image
-
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
@@ -62,8 +61,6 @@ def decode_many(paths: Iterable[Path], channels: int, size: Sequence[int]) -> tu
                                                                                     dict[Path, str]]:  # fmt: skip
     """Decode every file, in parallel threads (PIL releases the GIL while decoding); the unreadable ones are
     returned with their error instead of stopping the rest. Order is kept."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
 
     def attempt(path: Path) -> torch.Tensor | str:
         try:

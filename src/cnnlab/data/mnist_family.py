@@ -115,7 +115,7 @@ class MNISTDataModule(IdxDataModule):
     install_hint = "copy the four MNIST IDX files from any mirror"
 
     def _torchvision_dataset(self):  # pragma: no cover - needs the internet
-        from torchvision.datasets import MNIST
+        from torchvision.datasets import MNIST  # lazy: torchvision's datasets, for the online download alone
 
         return MNIST
 
@@ -130,6 +130,6 @@ class FashionMNISTDataModule(IdxDataModule):
     install_hint = "on Debian/Ubuntu `sudo apt-get install dataset-fashion-mnist`"
 
     def _torchvision_dataset(self):  # pragma: no cover - needs the internet
-        from torchvision.datasets import FashionMNIST
+        from torchvision.datasets import FashionMNIST  # lazy: as MNIST's
 
         return FashionMNIST

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Problems, is_int
 from cnnlab.models.weights import load_strict, resolve_pretrained
 
 CHANNEL_MODES = ("repeat", "adapt")
@@ -18,7 +19,7 @@ CHANNEL_MODES = ("repeat", "adapt")
 
 @cache
 def _timm_names() -> tuple[str, ...]:
-    import timm
+    import timm  # lazy: timm's import costs ~0.5 s, and only timm backbones need it
 
     return tuple(timm.list_models())
 
@@ -34,6 +35,23 @@ def check_timm_name(name: str) -> str:
             + " `python -c 'import timm; print(timm.list_models(\"*resnet*\"))'` lists them."
         )
     return arch
+
+
+def check_timm_backbone(values: Mapping[str, Any], image_size: Sequence[int] | None, problems: Problems,
+                        size_name: str | None = None) -> None:  # fmt: skip
+    """The rules for `model.backbone.*` of a timm backbone; with an `image_size`, also that it is large enough
+    (`size_name` names where the size came from, e.g. `model.image_size=4`)."""
+    try:
+        check_timm_name(str(values.get("name")))
+    except CnnlabError as err:
+        problems.add(str(err))
+    problems.one_of("model.backbone.in_chans_mode", values.get("in_chans_mode", "repeat"), CHANNEL_MODES)
+    problems.in_range("model.backbone.drop_path_rate", values.get("drop_path_rate", 0.0), 0, 1, "[)")
+    if image_size and all(is_int(s) for s in image_size) and min(image_size) < 32:
+        problems.add(
+            f"{size_name or f'image size {list(image_size)}'} is too small for a timm backbone, which downsamples by "
+            "32: use at least 32 (64-96 for 28 px data on a CPU, 224 for ImageNet's own size)."
+        )
 
 
 class TimmBackbone(nn.Module):
@@ -52,12 +70,13 @@ class TimmBackbone(nn.Module):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        import timm
-        from timm.models import adapt_input_conv
+        import timm  # lazy: see _timm_names
+        from timm.models import adapt_input_conv  # lazy: see _timm_names
 
-        arch = check_timm_name(name)
-        if in_chans_mode not in CHANNEL_MODES:
-            raise CnnlabError(f"model.backbone.in_chans_mode={in_chans_mode!r}: use one of {', '.join(CHANNEL_MODES)}.")
+        problems = Problems()
+        check_timm_backbone(dict(name=name, in_chans_mode=in_chans_mode, drop_path_rate=drop_path_rate), None, problems)
+        problems.raise_if_any("invalid timm backbone")
+        arch = name.split(".")[0]
         self.name = name
         self.in_chans = in_chans if in_chans_mode == "adapt" else 3
         kwargs = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
@@ -95,7 +114,7 @@ class TimmBackbone(nn.Module):
 
     def stages(self) -> list[list[str]]:
         """Parameter names per stage, input side first (timm's coarse `group_matcher`)."""
-        from timm.models import group_parameters
+        from timm.models import group_parameters  # lazy: see _timm_names
 
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
         return [[f"model.{n}" for n in names] for _, names in sorted(groups.items())]

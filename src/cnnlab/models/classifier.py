@@ -7,20 +7,20 @@ the run dir or Hydra.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from cnnlab import __version__
 from cnnlab import metrics as M
-from cnnlab.errors import CnnlabError
 from cnnlab.models.head import build_head
+from cnnlab.models.optimization import StepSettings, WrittenOutStep, build_optimizer, refresh_gated_lrs
 from cnnlab.models.preprocess import InputAdapter
 from cnnlab.transfer.policy import TransferConfig, TransferPolicy
+from cnnlab.utils.config import build
 from cnnlab.utils.tensorboard import log_confusion_matrix
 
 
@@ -47,7 +47,7 @@ class ImageClassifier(L.LightningModule):
         self.class_names = list(data["class_names"])
         self.transfer_config = TransferConfig.from_dict(transfer)
         size = _pair(image_size) if image_size is not None else tuple(data["image_size"])
-        self.backbone = instantiate(
+        self.backbone = build(
             backbone, in_chans=int(data["in_chans"]), image_size=size, pretrained=pretrained, weights=weights
         )
         self.preprocess = InputAdapter(
@@ -64,10 +64,9 @@ class ImageClassifier(L.LightningModule):
         self.policy = TransferPolicy(self.transfer_config, self.backbone, self.head)
         self.policy.apply_requires_grad(self.backbone, epoch=0)
         self.register_buffer("_train_sums", torch.zeros(3), persistent=False)  # loss sum, correct, count
-        # The step is written out (zero_grad, backward, clip, step, schedule): beside a plain PyTorch loop on a
-        # 2-core CPU, Lightning's automatic-optimization closure cost 21% of a seed-CNN step, this 3% (README, Speed).
+        # The step is written out (see cnnlab.models.optimization); cnnlab.train sets its trainer.* settings.
         self.automatic_optimization = False
-        self.gradient_clip: tuple[float | None, str] = (None, "norm")  # set by cnnlab.train from trainer.*
+        self.stepper = WrittenOutStep()
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
@@ -93,18 +92,27 @@ class ImageClassifier(L.LightningModule):
         }
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ImageClassifier:
-        """As Lightning's, but the backbone is not fetched as pretrained again: the checkpoint holds the trained
-        weights, and the original weights (a file, a package, the hub) may not be reachable where it is loaded."""
-        kwargs.setdefault("pretrained", False)
-        kwargs.setdefault("compile", False)  # compiling pays off over a training run, not for a quick predict
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> ImageClassifier:
+        """The model of an already read (and checked) checkpoint, on the CPU. The backbone is not fetched as
+        pretrained again: the checkpoint holds the trained weights, and the original weights (a file, a package, the
+        hub) may not be reachable where it is loaded. Read files with `cnnlab.checkpoints.load_classifier`."""
+        hparams = {**checkpoint["hyper_parameters"], "pretrained": False, "compile": False}
+        model = cls(**hparams)
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> ImageClassifier:
+        raise TypeError(
+            "ImageClassifier.load_from_checkpoint would unpickle the file without cnnlab's checks: use "
+            "cnnlab.checkpoints.load_classifier(path), which refuses files that would run code."
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from cnnlab import __version__
-
         checkpoint["cnnlab"] = {
             "version": __version__,
+            "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "config": self.run_config,
             "preprocessing": self.preprocessing(),
             # the epoch's running train loss / accuracy sums: a run resumed mid-epoch reports the same epoch means
@@ -122,18 +130,21 @@ class ImageClassifier(L.LightningModule):
         """Logits for a batch of raw images (uint8 0..255 or float 0..1), preprocessing included."""
         return self.head(self.backbone(self.preprocess(images)))
 
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The training objective, label smoothing included: the one loss of training, validation, test and eval."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing, reduction=reduction)
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs, labels = batch
-        # 2-D inputs are cached backbone features (frozen feature extraction, see cnnlab.transfer.feature_cache).
+        # 2-D inputs are cached backbone features (frozen feature extraction, see cnnlab.data.feature_cache).
         logits = self.head(inputs) if inputs.ndim == 2 else self(inputs)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        return loss, logits.argmax(1), labels
+        return self.loss(logits, labels), logits.argmax(1), labels
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if not len(batch[1]):  # every file of a streamed batch was unreadable
             return None
         loss, preds, labels = self._shared_step(batch)
-        self._optimize(loss)
+        stepped = self.stepper(self, loss, batch_idx)
         # Summed on the device and reduced once per epoch: no self.log, no host sync in the hot loop.
         with torch.no_grad():
             self._train_sums += torch.stack(
@@ -143,21 +154,12 @@ class ImageClassifier(L.LightningModule):
                     loss.new_full((), len(labels)),  # a fill kernel: new_tensor would copy from the host
                 ]
             )
-        self._log_step_loss(loss)
+        if stepped:
+            self._log_step_loss(loss)
         return loss
 
-    def _optimize(self, loss: torch.Tensor) -> None:
-        """One optimizer step and one LR-schedule step (both per batch), with gradient clipping if asked."""
-        optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        clip_value, clip_algorithm = self.gradient_clip
-        if clip_value:
-            self.clip_gradients(optimizer, gradient_clip_val=clip_value, gradient_clip_algorithm=clip_algorithm)
-        optimizer.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+    def set_step_settings(self, settings: StepSettings) -> None:
+        self.stepper = WrittenOutStep(settings)
 
     def _log_step_loss(self, loss: torch.Tensor) -> None:
         """The per-step loss curve, written every `log_every_n_steps` (the only host sync, that often)."""
@@ -196,12 +198,7 @@ class ImageClassifier(L.LightningModule):
         if self.trainer.world_size == 1:  # under DDP the LR gate alone freezes (see cnnlab.transfer.policy)
             self.policy.apply_requires_grad(self.backbone, epoch)
         self.policy.set_bn_modes(self.backbone, epoch)
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:  # the gate may have changed since the scheduler last stepped
-            for group, base_lr, factor in zip(
-                scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
-            ):
-                group["lr"] = base_lr * factor(scheduler.last_epoch)
+        refresh_gated_lrs(self.lr_schedulers())
 
     def train(self, mode: bool = True) -> ImageClassifier:
         """Whoever switches the model to training, frozen BatchNorms stay in eval mode."""
@@ -256,23 +253,9 @@ class ImageClassifier(L.LightningModule):
         return self.policy.gate(group, self.current_epoch if self._trainer is not None else 0)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = instantiate(self.hparams.optimizer)(self.param_groups())
-        schedule_cfg = self.hparams.scheduler or {
-            "_target_": "cnnlab.models.schedules.constant",
-            "_partial_": True,
-        }
-        total_steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total_steps) and not schedule_cfg["_target_"].endswith(".constant"):
-            raise CnnlabError(
-                f"scheduler {schedule_cfg['_target_']} needs the run's length: set trainer.max_epochs or "
-                "trainer.max_steps, or use scheduler=none."
-            )
-        schedule = instantiate(schedule_cfg)(total_steps=int(total_steps) if math.isfinite(total_steps) else 0)
-        lambdas = [
-            (lambda step, name=group["name"]: schedule(step) * self.lr_factor(name)) for group in optimizer.param_groups
-        ]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        accumulate = self.stepper.settings.accumulate_grad_batches
+        return build_optimizer(self, self.param_groups(), self.hparams.optimizer, self.hparams.scheduler,
+                               gate=self.lr_factor, accumulate=accumulate)  # fmt: skip
 
 
 def _pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:

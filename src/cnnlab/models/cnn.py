@@ -6,10 +6,41 @@ ReLU then touches 4x fewer values. The dense part (Dense 128 -> Dropout -> Dense
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import torch
 from torch import nn
+
+from cnnlab.errors import CnnlabError, Problems, is_int, is_number
+from cnnlab.models.weights import load_strict, read_weights_file
+
+
+def feature_map_side(side: int, kernel_size: int, padding: int, stages: int) -> int:
+    """An image side's length after `stages` of (conv `kernel_size` with `padding`, 2x2 max-pool)."""
+    for _ in range(stages):
+        side = (side + 2 * padding - kernel_size + 1) // 2
+    return side
+
+
+def check_seed_cnn(values: Mapping[str, Any], image_size: Sequence[int] | None, problems: Problems,
+                   size_name: str | None = None) -> None:  # fmt: skip
+    """The rules for `model.backbone.*` of the seed CNN; with an `image_size`, also that the stages fit it
+    (`size_name` names where the size came from, e.g. `model.image_size=4`)."""
+    widths = list(values.get("widths") or [])
+    problems.check(bool(widths) and all(is_int(w) and w >= 1 for w in widths), "model.backbone.widths", widths,
+                   "a non-empty list of integers >= 1")  # fmt: skip
+    kernel, padding = values.get("kernel_size", 3), values.get("padding", 0)
+    problems.int_at_least("model.backbone.kernel_size", kernel, 1)
+    problems.int_at_least("model.backbone.padding", padding, 0)
+    mult = values.get("width_mult", 1.0)
+    problems.check(is_number(mult) and mult > 0, "model.backbone.width_mult", mult, "a number > 0")
+    sides = list(image_size or [])
+    computable = widths and sides and all(is_int(v) for v in (*sides, kernel, padding))
+    if computable and min(feature_map_side(s, kernel, padding, len(widths)) for s in sides) < 1:
+        problems.add(
+            f"{size_name or f'image size {sides}'} is too small for the CNN's {len(widths)} conv + 2x2 pool stages: "
+            "use a larger model.image_size, model.backbone.padding=1 or fewer model.backbone.widths."
+        )
 
 
 class SeedCNN(nn.Module):
@@ -28,6 +59,10 @@ class SeedCNN(nn.Module):
         weights: str | None = None,
     ) -> None:
         super().__init__()
+        problems = Problems()
+        check_seed_cnn(dict(widths=list(widths), kernel_size=kernel_size, padding=padding, width_mult=width_mult),
+                       list(image_size), problems)  # fmt: skip
+        problems.raise_if_any("invalid CNN")
         self.in_chans = in_chans
         self.mean = self.std = None  # normalise with the data's own statistics
         layers: list[nn.Module] = []
@@ -40,15 +75,13 @@ class SeedCNN(nn.Module):
             channels = width
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
-        self.num_features = self._infer_num_features(in_chans, tuple(image_size))
+        height, width = (feature_map_side(s, kernel_size, padding, len(widths)) for s in image_size)
+        self.num_features = channels * height * width
         self.weights_source = None
         if pretrained:
             self._load_pretrained(weights)
 
     def _load_pretrained(self, weights: str | None) -> None:
-        from cnnlab.errors import CnnlabError
-        from cnnlab.models.weights import load_strict, read_weights_file
-
         if not weights:
             raise CnnlabError(
                 "model.pretrained=true: the seed CNN has no published weights. Give a checkpoint of an earlier "
@@ -67,19 +100,5 @@ class SeedCNN(nn.Module):
                 stages[-1].extend(f"features.{index}.{name}" for name, _ in layer.named_parameters())
         return stages
 
-    def _infer_num_features(self, in_chans: int, image_size: tuple[int, int]) -> int:
-        from cnnlab.errors import CnnlabError
-
-        try:
-            with torch.no_grad():
-                out = self.features(torch.zeros(1, in_chans, *image_size))
-        except RuntimeError as err:
-            raise CnnlabError(
-                f"image size {image_size} is too small for the CNN "
-                f"({len(self.features) // 3} stages of conv + 2x2 pooling): {err}. "
-                "Use fewer model.backbone.widths, padding=1, or a larger model.image_size."
-            ) from err
-        return int(out.shape[1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
         return self.features(x)

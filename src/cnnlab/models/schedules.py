@@ -8,7 +8,24 @@ Each factory is called with the run's total optimizer steps, known only once the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cnnlab.errors import Problems, is_number
+
+
+def check_scheduler(values: Mapping[str, Any] | None, problems: Problems) -> None:
+    """The rules for `scheduler.*` (the keys of the factories below)."""
+    values = values or {}
+    if "warmup_fraction" in values:
+        problems.in_range("scheduler.warmup_fraction", values["warmup_fraction"], 0, 1, "[)")
+    if "min_factor" in values:
+        problems.in_range("scheduler.min_factor", values["min_factor"], 0, 1, "[]")
+    if "pct_start" in values:
+        problems.in_range("scheduler.pct_start", values["pct_start"], 0, 1, "()")
+    for key in ("div_factor", "final_div_factor"):
+        if key in values:
+            problems.check(is_number(values[key]) and values[key] > 0, f"scheduler.{key}", values[key], "a number > 0")
 
 
 def constant(total_steps: int) -> Callable[[int], float]:

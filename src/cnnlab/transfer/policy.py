@@ -9,12 +9,13 @@ schedulers, checkpoints / resume and DDP see the same optimizer throughout. Unde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError, Problems
+from cnnlab.errors import CnnlabError, Problems, is_number
 
 MODES = ("scratch", "frozen", "finetune")
 HEAD = "head"
@@ -32,11 +33,29 @@ class TransferConfig:
     cache_features: bool = True  # frozen, no augmentation: embed the data once, train the head on it
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> TransferConfig:
-        from cnnlab.validation import check_transfer
+    def check(cls, values: Mapping[str, Any] | None, problems: Problems) -> None:
+        """The rules for `transfer.*`."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            problems.add(f"unknown transfer keys {unknown}; known: {', '.join(sorted(known))}")
+        problems.one_of("transfer.mode", values.get("mode", "scratch"), MODES)
+        scale = values.get("backbone_lr_scale", 1.0)
+        problems.check(is_number(scale) and scale >= 0, "transfer.backbone_lr_scale", scale, "a number >= 0")
+        decay = values.get("layer_decay")
+        problems.check(decay is None or (is_number(decay) and 0 < decay <= 1), "transfer.layer_decay", decay,
+                       "null or a number in (0, 1]")  # fmt: skip
+        problems.int_at_least("transfer.freeze_epochs", values.get("freeze_epochs", 0), 0)
+        problems.int_at_least("transfer.trainable_stages", values.get("trainable_stages"), 0, null_ok=True,
+                              note=" (null = all)")  # fmt: skip
+        for key in ("pretrained", "freeze_bn", "cache_features"):
+            problems.flag(f"transfer.{key}", values.get(key, False))
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TransferConfig:
         problems = Problems()
-        check_transfer(values, problems)
+        cls.check(values, problems)
         problems.raise_if_any("invalid transfer configuration")
         return cls(**dict(values or {}))
 

@@ -1,16 +1,24 @@
-"""What every entry point shares: user errors become one clear message and exit code 2, not a traceback."""
+"""What every entry point shares: one way to become a console script, user errors as one clear message and exit
+code 2 (not a traceback), a console without third-party noise."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import find_user_error
+from cnnlab.utils.config import CONF_PATH, use_user_configs
+from cnnlab.utils.rundir import register_resolvers
 
 log = logging.getLogger("cnnlab")
 T = TypeVar("T")
@@ -25,19 +33,7 @@ def record_exit_code(code: int) -> None:
     _exit_code = max(_exit_code, code)
 
 
-def find_user_error(err: BaseException | None) -> CnnlabError | None:
-    """The CnnlabError behind `err`, also when Hydra's instantiate wrapped it."""
-    while err is not None:
-        if isinstance(err, CnnlabError):
-            return err
-        err = err.__cause__
-    return None
-
-
 def is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -62,9 +58,40 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
     return wrapper
 
 
-def run_cli(hydra_main: Callable[[], Any]) -> None:
-    """Console-script body: run the Hydra main, then exit with the code it recorded: 2 for a user error,
-    1 when part of the work failed (sweep jobs, unreadable input files) and the rest was done."""
-    hydra_main()
-    if _exit_code:
-        sys.exit(_exit_code)
+class _DropMessages(logging.Filter):
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
+def quiet_third_party_noise() -> None:
+    """Drop what third parties print on every run but is no news to a cnnlab user, each by its exact message and
+    source (never all warnings): Lightning's advertisement for its cloud products, a torch deprecation that
+    Lightning's own code triggers, and Lightning's advice to log more often than an epoch holds steps (cnnlab's
+    epoch metrics do not depend on it)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages(r"💡 Tip: "))
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")  # fmt: skip
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
+                            "interval", module=r"lightning\.pytorch\.loops\.fit_loop")  # fmt: skip
+
+
+def hydra_cli(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+    """The console script of an entry point: compose `<config_name>.yaml` (cnnlab's configs and the user's) with the
+    command line, run `task` on it, and exit with the recorded code (2 for a user error, 1 when part of the work
+    failed); the task's return value (a sweep's metric) never becomes the exit code."""
+
+    def cli() -> None:
+        register_resolvers()
+        quiet_third_party_noise()
+        use_user_configs()
+        main = hydra.main(version_base="1.3", config_path=CONF_PATH, config_name=config_name)
+        main(reports_user_errors(task))()
+        if _exit_code:
+            sys.exit(_exit_code)
+
+    cli.__doc__ = f"cnnlab's console script for {config_name}.yaml: {(task.__doc__ or '').strip().splitlines()[0]}"
+    return cli

@@ -1,12 +1,92 @@
-"""Config helpers shared by entry points, benchmarks and tests."""
+"""Where configs come from and how they are composed: cnnlab's own (package data, `cnnlab.conf`) and the user's.
+
+The user's config directories - each of `$CNNLAB_CONFIG_PATH` (separated like PATH), then `./conf` of the working
+directory - come first in Hydra's search path (the `hydra_plugins.cnnlab_searchpath` plugin puts them there), so a
+user's `conf/experiment/my_run.yaml` joins our groups and a file named like one of ours replaces ours.
+"""
 
 from __future__ import annotations
 
+import importlib.resources
+import logging
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_module
+from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cnnlab.errors import find_user_error
+from cnnlab.utils.rundir import register_resolvers
+
+CONF_PACKAGE = "cnnlab.conf"
+CONF_PATH = f"pkg://{CONF_PACKAGE}"  # how Hydra names cnnlab's configs in its search path
+USER_CONF_ENV = "CNNLAB_CONFIG_PATH"
+log = logging.getLogger("cnnlab")
+
+
+def conf_dir() -> Path:
+    """cnnlab's own config directory, wherever the package is installed (a wheel, an editable checkout)."""
+    return Path(str(importlib.resources.files(CONF_PACKAGE)))
+
+
+def user_config_dirs(cwd: str | Path | None = None) -> list[Path]:
+    """The user's config directories, in search order: `$CNNLAB_CONFIG_PATH`, then `<cwd>/conf` if it exists."""
+    ours = conf_dir().resolve()
+    listed = [Path(p).expanduser() for p in os.environ.get(USER_CONF_ENV, "").split(os.pathsep) if p]
+    local = Path(cwd or os.getcwd()) / "conf"
+    found = [*listed, local] if local.is_dir() else listed
+    unique = {p.resolve(): p for p in found if p.resolve() != ours}
+    return list(unique)
+
+
+class CnnlabSearchPathPlugin(SearchPathPlugin):
+    """Puts the user's config directories just ahead of cnnlab's own, for cnnlab's configs only (other Hydra apps
+    are left alone). Hydra discovers it through `hydra_plugins.cnnlab_searchpath` in an installed wheel;
+    `use_user_configs` registers it too, because an editable install hides that namespace from Hydra's scan."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        if not any(element.path == CONF_PATH for element in search_path.get_path()):
+            return
+        for directory in user_config_dirs():
+            search_path.prepend(provider="cnnlab-user", path=f"file://{directory.resolve()}",
+                                anchor=SearchPathQuery(provider=None, path=CONF_PATH))  # fmt: skip
+
+
+def use_user_configs() -> None:
+    """Before composing: the user's config dirs join the search path and their projects become importable."""
+    Plugins.instance().register(CnnlabSearchPathPlugin)
+    make_user_projects_importable()
+
+
+def make_user_projects_importable(dirs: list[Path] | None = None) -> None:
+    """Each user config dir's parent (the user's project) joins the end of `sys.path`, as `python -m` would add
+    the working directory: `_target_: my_project.nets.TinyNet` then imports without an install. Appended, so an
+    installed package is never shadowed by a file in a project."""
+    for directory in user_config_dirs() if dirs is None else dirs:
+        project = str(directory.resolve().parent)
+        if project not in sys.path:
+            sys.path.append(project)
+
+
+def build(config: Any, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, except that a CnnlabError raised inside reaches the caller as itself (Hydra wraps
+    it in an InstantiationException whose message repeats the call)."""
+    try:
+        return instantiate(config, **kwargs)
+    except Exception as err:
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        raise user_error from None
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -24,17 +104,13 @@ def compose_config(
     root_dir: str | Path | None = None,
     config_name: str = "train",
 ) -> DictConfig:
-    """conf/<config_name>.yaml composed with `overrides` as the CLI would, for Python callers (notebooks, the
-    study, benchmarks, tests): the run writes to `output_dir` (a fresh temp dir if None), paths are relative
-    to `root_dir` (default: the current directory, like the CLI)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from cnnlab.train import CONF_DIR
-
+    """conf/<config_name>.yaml composed with `overrides` as the CLI would (the user's config dirs included), for
+    Python callers (notebooks, the study, benchmarks, tests): the run writes to `output_dir` (a fresh temp dir if
+    None), paths are relative to `root_dir` (default: the current directory, like the CLI)."""
+    register_resolvers()
+    use_user_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig().set_config(cfg)  # ${hydra:...} interpolations resolve as in a CLI run
     output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="cnnlab-run-"))

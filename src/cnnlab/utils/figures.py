@@ -5,19 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from PIL import Image, ImageDraw
 
 
 def to_pil(image: torch.Tensor):
-    from PIL import Image
-
     array = image.permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).convert("RGB")
 
 
 def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 8, tile: int = 96):
     """uint8 images (N, C, H, W) as a grid of `tile`-pixel tiles, each with its caption underneath."""
-    from PIL import Image, ImageDraw
-
     rows = max(1, -(-len(images) // columns))
     caption_height = 14
     grid = Image.new("RGB", (columns * tile, rows * (tile + caption_height)), "white")

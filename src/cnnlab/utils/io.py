@@ -1,13 +1,27 @@
-"""Files written so that a kill at any moment leaves either the old file or the new one, never half."""
+"""Files written so that a kill at any moment leaves either the old file or the new one, never half; and
+files read so that nothing in them can run code.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+# What cnnlab's own files hold beyond what torch's weights-only reader takes by default (tensors, dicts, lists,
+# tuples, strings, numbers, None, OrderedDict, torch.Size): nothing. Every checkpoint cnnlab writes (seed CNN,
+# timm, frozen, finetune, interrupted mid-epoch, with early stopping) loads with the defaults, and a test keeps it
+# so; a type added here must be one whose unpickling cannot run code (a plain data class, never a callable).
+SAFE_GLOBALS: tuple[type, ...] = ()
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -33,3 +47,29 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+class UnsafeFileError(CnnlabError):
+    """A file that would run code if it were unpickled; refused before anything in it ran."""
+
+
+def load_without_code(path: str | Path, what: str) -> Any:
+    """`torch.load` of `path` with `weights_only=True` (tensors and plain data, plus SAFE_GLOBALS): a file whose
+    pickle names a function or class would run code when read, and is refused with an error naming it. `what` names
+    the setting the file came from (`ckpt_path`, `model.weights`, ...) for the message."""
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch names the function or class it would have to call: "Unsupported global: GLOBAL builtins.exec ...",
+        # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(err))
+        if found is None:  # not a function or class, but a damaged or foreign file: the caller says it is unreadable
+            raise
+        raise UnsafeFileError(
+            f"{what}={str(path)!r} was refused: it holds Python objects whose unpickling would run code (it names "
+            f"{found.group(1)}). "
+            "cnnlab reads tensors and plain data only, and ran nothing from it. Use a checkpoint or weights file "
+            "written by cnnlab, PyTorch's state_dict or safetensors; never load such a file from a source you do "
+            "not trust."
+        ) from None

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams
 
 
 def tensorboard_writers(loggers: Sequence[Logger]) -> list[Any]:
@@ -29,8 +30,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def log_hparams(loggers: Sequence[Logger], config: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
     """Fill the hparams tab: this run's config beside its final metrics (tags already logged as scalars)."""
-    from torch.utils.tensorboard.summary import hparams
-
     writers = tensorboard_writers(loggers)
     if not writers:
         return

@@ -3,7 +3,9 @@
 The backbone is frozen and its BatchNorms are in eval mode, so its output for an image never changes:
 computing it once per split instead of once per epoch gives the same results, many times faster. The
 cache file's key covers everything the embeddings depend on - backbone and its weights, preprocessing,
-and the exact images of each split - so a stale cache can never be used.
+and the exact images of each split - so a stale cache can never be used. Whether a run uses it is the
+run's decision (`cnnlab.builders`): this module only needs the model's `backbone` and `preprocess`
+modules, never the model classes.
 """
 
 from __future__ import annotations
@@ -16,20 +18,9 @@ from pathlib import Path
 import torch
 
 from cnnlab.data.base import InMemoryDataModule, Splits
-from cnnlab.utils.io import write_atomic
+from cnnlab.utils.io import load_without_code, write_atomic
 
 log = logging.getLogger(__name__)
-
-
-def wants_feature_cache(model: torch.nn.Module, datamodule: object) -> bool:
-    config = getattr(model, "transfer_config", None)
-    return (
-        config is not None
-        and config.mode == "frozen"
-        and config.cache_features
-        and isinstance(datamodule, InMemoryDataModule)
-        and not getattr(datamodule, "augments_training", False)
-    )
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -115,7 +106,7 @@ def _load(path: Path, count: int) -> torch.Tensor | None:
     if not path.is_file():
         return None
     try:
-        features = torch.load(path, map_location="cpu", weights_only=True)
+        features = load_without_code(path, "feature cache")
         if features.ndim == 2 and len(features) == count:
             return features
         log.warning("feature cache %s holds %s, expected %d rows; recomputing", path, tuple(features.shape), count)

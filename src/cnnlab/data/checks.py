@@ -1,0 +1,85 @@
+"""The rules for `data.*`: checked before any data is loaded, and by the DataModules on their own arguments, so
+the Python API gets the same answers as the command line."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnlab.data.augment import AUGMENT_KEYS
+from cnnlab.errors import Problems, is_int, is_number
+
+
+def check_data(values: Mapping[str, Any], problems: Problems) -> None:
+    """The keys present in `values` (a data config, or a DataModule's own arguments)."""
+    if "batch_size" in values:
+        problems.int_at_least("data.batch_size", values["batch_size"], 1)
+    if "eval_batch_size" in values:
+        problems.int_at_least("data.eval_batch_size", values["eval_batch_size"], 1, null_ok=True,
+                              note=" (null = batch_size)")  # fmt: skip
+    if "val_fraction" in values:
+        problems.in_range("data.val_fraction", values["val_fraction"], 0, 1, "()")
+    if "train_size" in values:
+        problems.int_at_least("data.train_size", values["train_size"], 1, null_ok=True, note=" (null = all)")
+    data_dir = values.get("data_dir")
+    if data_dir is not None and Path(data_dir).expanduser().exists() and not Path(data_dir).expanduser().is_dir():
+        problems.add(f"data.data_dir={str(data_dir)!r} is a file: it must be a directory holding <Dataset>/raw/.")
+    if "test_fraction" in values:
+        problems.in_range("data.test_fraction", values["test_fraction"], 0, 1, "()")
+    if "channels" in values:
+        problems.check(values["channels"] in (1, 3), "data.channels", values["channels"], "1 (grey) or 3 (RGB)")
+    if "cache_max_gb" in values:
+        ok = is_number(values["cache_max_gb"]) and values["cache_max_gb"] >= 0
+        problems.check(ok, "data.cache_max_gb", values["cache_max_gb"], "a number >= 0 (0 = always stream from disk)")
+    if "num_workers" in values:
+        problems.int_at_least("data.num_workers", values["num_workers"], 0)
+    if "root" in values:
+        _check_readable_dir(problems, "data.root", values["root"], "a folder of class folders (or train/, val/, test/)")
+    if values.get("augment") is not None:
+        check_augment(values["augment"], problems)
+    if "on_device" in values:
+        problems.check(values["on_device"] in ("auto", True, False), "data.on_device", values["on_device"],
+                       "auto (on the GPU when training on one), true or false")  # fmt: skip
+
+
+def check_augment(values: Any, problems: Problems) -> None:
+    """`data.augment`: null, or a mapping of the keys of `cnnlab.data.augment.Augment`."""
+    if not isinstance(values, Mapping):
+        problems.add(f"data.augment={values!r}: must be null or a mapping such as {{translate: 2, hflip: true}}.")
+        return
+    for key in values:
+        known = key in AUGMENT_KEYS
+        problems.check(known, f"data.augment.{key}", values[key], "one of the keys " + ", ".join(AUGMENT_KEYS))
+    if "translate" in values:
+        problems.int_at_least("data.augment.translate", values["translate"], 0, note=" (pixels)")
+    if "hflip" in values:
+        problems.flag("data.augment.hflip", values["hflip"])
+    if "erase" in values:
+        problems.in_range("data.augment.erase", values["erase"], 0, 1, "[]")
+    for key, low, high in (("erase_area", 0, 1), ("erase_ratio", 0, math.inf)):
+        pair = values.get(key)
+        if pair is None:
+            continue
+        ok = isinstance(pair, Sequence) and len(pair) == 2 and all(is_number(v) for v in pair)
+        ok = ok and low < pair[0] <= pair[1] and pair[1] <= high
+        problems.check(ok, f"data.augment.{key}", pair, f"[low, high] with {low} < low <= high <= {high}")
+    fill = values.get("fill", 0)
+    fills = list(fill) if isinstance(fill, Sequence) and not isinstance(fill, str) else [fill]
+    ok = bool(fills) and all(is_int(v) and 0 <= v <= 255 for v in fills)
+    problems.check(ok, "data.augment.fill", fill, "an integer 0..255, or one per channel")
+
+
+def _check_readable_dir(problems: Problems, key: str, value: Any, what: str) -> None:
+    if value is None or value == "???":
+        problems.add(f"{key} is required: {key}=<{what}>")
+        return
+    path = Path(str(value)).expanduser()
+    if not path.exists():
+        problems.add(f"{key}={str(value)!r}: no such directory; it must be {what}.")
+    elif not path.is_dir():
+        problems.add(f"{key}={str(value)!r} is a file; it must be {what}.")
+    elif not os.access(path, os.R_OK | os.X_OK):
+        problems.add(f"{key}={str(value)!r} is not readable by this user: fix its permissions (chmod +rx).")

@@ -1,0 +1,54 @@
+"""Running a trained model over data: batched, on the model's device, without gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from cnnlab.models import ImageClassifier
+
+
+@torch.no_grad()
+def predict_tensors(model: ImageClassifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax probabilities for uint8 images, batched on the model's device."""
+    device = next(model.parameters()).device
+    return torch.cat([
+        model(images[i : i + batch_size].to(device)).float().softmax(1).cpu() for i in range(0, len(images), batch_size)
+    ])  # fmt: skip
+
+
+@dataclass
+class TestRun:
+    """What a pass over a test split leaves: every label and prediction, the loss, the most confident mistakes."""
+
+    labels: torch.Tensor
+    preds: torch.Tensor
+    confidence: torch.Tensor
+    loss: float  # the model's own loss (label smoothing included), averaged over every image
+    mistakes: list[tuple[float, torch.Tensor, int, int]] = field(default_factory=list)  # (conf, image, true, pred)
+
+
+@torch.no_grad()
+def run_test_split(model: ImageClassifier, batches: Iterable, keep_mistakes: int = 32) -> TestRun:
+    """One pass over `(images, labels)` batches from any DataModule's test loader; only the `keep_mistakes` most
+    confident wrong images are kept, so a large test set is never held in memory twice."""
+    device = next(model.parameters()).device
+    labels, preds, confidence, mistakes = [], [], [], []
+    loss_sum, count = 0.0, 0
+    for images, batch_labels in batches:
+        if not len(batch_labels):
+            continue
+        logits = model(images.to(device)).float()
+        batch_labels = batch_labels.to(device)
+        loss_sum += float(model.loss(logits, batch_labels, reduction="sum"))
+        count += len(batch_labels)
+        batch_conf, batch_preds = logits.softmax(1).max(1)
+        wrong = torch.nonzero(batch_preds != batch_labels).flatten().tolist()
+        mistakes += [(float(batch_conf[i]), images[i].cpu(), int(batch_labels[i]), int(batch_preds[i])) for i in wrong]
+        mistakes = sorted(mistakes, key=lambda m: -m[0])[:keep_mistakes]
+        labels.append(batch_labels.cpu())
+        preds.append(batch_preds.cpu())
+        confidence.append(batch_conf.cpu())
+    return TestRun(torch.cat(labels), torch.cat(preds), torch.cat(confidence), loss_sum / max(count, 1), mistakes)
