@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data train test test-fast lint format tensorboard clean
+.PHONY: install data train test test-fast lint format tensorboard clean wheel-check
 
 $(VENV)/.installed: pyproject.toml
 	@# Stock Debian/Ubuntu Python has no venv module until python3-venv is installed.
@@ -43,8 +43,16 @@ format:
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+wheel-check:  ## build the wheel, install it with its dependencies into a fresh venv, train a few batches elsewhere
+	rm -rf build/wheel-check && mkdir -p build/wheel-check
+	$(BIN)/pip wheel . --no-deps -q -w build/wheel-check
+	$(PYTHON) -m venv build/wheel-check/venv
+	build/wheel-check/venv/bin/pip install -q build/wheel-check/cnnlab-*.whl
+	cd "$$(mktemp -d)" && $(CURDIR)/build/wheel-check/venv/bin/cnnlab-train data=digits model.backbone.padding=1 \
+		trainer.max_epochs=1 callbacks.progress_bar.refresh_rate=0 && test -f outputs/runs/*/*_train/metrics.json
+
 tensorboard:
 	$(BIN)/tensorboard --logdir outputs
 
 clean:
-	rm -rf outputs/runs outputs/multirun .pytest_cache
+	rm -rf outputs/runs outputs/multirun .pytest_cache build dist

@@ -2,14 +2,18 @@
 message; and gradient accumulation is exact (4 x 16 accumulated == one batch of 64)."""
 
 import copy
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from cnnlab.checkpoints import read_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.train import train
+from cnnlab.utils import cli
 
 TINY = ["data=digits", "model.backbone.padding=1", "logger=none", "callbacks=none", "trainer.max_epochs=1",
         "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]  # fmt: skip
@@ -105,3 +109,25 @@ def test_clipping_changes_the_accumulated_result(make_cfg, tmp_path):
     clipped = train_sgd(make_cfg, tmp_path, "clip", 16, 4, 8, "trainer.max_epochs=1", "trainer.gradient_clip_val=0.01")
     free = train_sgd(make_cfg, tmp_path, "free", 16, 4, 8, "trainer.max_epochs=1")
     assert not torch.allclose(clipped.state["head.2.weight"], free.state["head.2.weight"])
+
+
+class SignalOnce(L.Callback):
+    def __init__(self, batch: int) -> None:
+        self.batch, self.sent = batch, False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.batch and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupt_inside_an_accumulation_window_saves_at_its_step(make_cfg, monkeypatch):
+    """A checkpoint in the middle of a window would lose the summed gradients: Ctrl+C at the window's 2nd batch
+    finishes the window, steps, and only then saves; the resume then starts with a fresh window."""
+    monkeypatch.setattr(cli, "_exit_code", 0)
+    cfg = make_cfg("data=digits", "model.backbone.padding=1", "logger=none", "trainer.max_epochs=1",
+                   "trainer.accumulate_grad_batches=4", "test=false")  # fmt: skip
+    summary = train(cfg, extra_callbacks=[SignalOnce(batch=5)])
+    saved = read_checkpoint(summary["checkpoint"], needs=("loops",))
+    assert saved["global_step"] == 2  # windows end after batches 4 and 8: the stop waited for the second
+    assert saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"] == 8
