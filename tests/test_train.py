@@ -152,32 +152,17 @@ def test_cli_bad_input_is_one_clear_message(tmp_path, override, message):
     assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
 
 
-@pytest.mark.slow
-def test_seed_fashion_recipe_first_epoch(make_cfg, fashion_dir):
-    """The seed's recipe on Fashion-MNIST (all 54,000 images): >= 0.84 val and test acc after one epoch (five
-    epochs give 0.9034, see the README; the fast recipe's test below covers the full-length path)."""
-    cfg = make_cfg("experiment=seed_fashion", "logger=csv", "trainer.max_epochs=1")
+@pytest.mark.parametrize("experiment", ["seed_fashion", "fashion_cnn_fast", "mnist_cnn_fast"])
+def test_recipe_smoke_run(make_cfg, mnist_data_dir, fashion_dir, experiment):
+    """Each recipe composes and learns in 30 steps; their full-length accuracy targets are checked by
+    `python -m benchmarks.recipe_accuracy` (minutes each), not here."""
+    cfg = make_cfg(f"experiment={experiment}", f"paths.data_dir={mnist_data_dir}", "logger=none",
+                   "trainer.max_epochs=1", "trainer.limit_train_batches=30", "trainer.limit_val_batches=2",
+                   "trainer.limit_test_batches=4")  # fmt: skip
     summary = train(cfg)
-    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
-    val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
-    assert len(val_acc) == 1 and val_acc[0] >= 0.84
-    assert summary["test/acc"] >= 0.84 and summary["params"]["total"] == 225_034
-
-
-@pytest.mark.slow
-def test_fashion_cnn_fast_recipe(make_cfg, fashion_dir):
-    """Issue 8's bar: >= 0.925 test accuracy on Fashion-MNIST in 5 epochs (0.927 here), fewer weights than the seed."""
-    cfg = make_cfg("experiment=fashion_cnn_fast", "logger=csv")
-    summary = train(cfg)
-    assert summary["epochs"] == 5 and summary["global_step"] == 5 * 422 and summary["test/acc"] >= 0.925
-    assert summary["params"]["total"] < 225_034
-
-
-@pytest.mark.slow
-def test_mnist_cnn_fast_recipe_on_real_mnist(make_cfg, mnist_data_dir):
-    """>= 0.994 on the real MNIST in the seed's 5 epochs (0.9951 here; the seed claims 0.9912, gets 0.9903)."""
-    summary = train(make_cfg("experiment=mnist_cnn_fast", f"paths.data_dir={mnist_data_dir}", "logger=none"))
-    assert summary["test/acc"] >= 0.994
+    assert summary["global_step"] == 30 and summary["test/acc"] >= 0.6, summary
+    expected_weights = 225_034 if experiment.startswith("seed") else 164_402
+    assert summary["params"]["total"] == expected_weights
 
 
 def test_long_job_names_are_shortened_but_unique(tmp_path):

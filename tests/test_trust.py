@@ -131,3 +131,17 @@ def test_cnnlab_checkpoints_hold_only_plain_data(last_ckpt, digits_run):
     """The allow-list is empty because cnnlab's checkpoints need none: torch finds no global to allow in them."""
     for path in sorted((digits_run[1] / "checkpoints").glob("*.ckpt")):
         assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == [], path
+
+
+@pytest.mark.parametrize("mode", ["scratch", "frozen", "finetune"])
+def test_timm_checkpoints_of_every_transfer_mode_are_plain_data_and_load_and_export(make_cfg, tmp_path, mode):
+    """EfficientNet-Lite0 (its real weights for frozen / finetune) at 32 px on digits, a few batches each."""
+    cfg = make_cfg("data=digits", "model=efficientnet_lite0", "model.image_size=32", f"transfer={mode}",
+                   "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+                   "trainer.limit_test_batches=1", "logger=none")  # fmt: skip
+    summary = train(cfg)
+    checkpoint = Path(summary["best_checkpoint"])
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint) == []
+    assert load_classifier(checkpoint).transfer_config.mode == mode
+    info = export(compose_config("export", [f"ckpt_path={checkpoint}", "format=torchscript"], tmp_path, tmp_path / "x"))
+    assert info["max_abs_diff"] <= 1e-4
