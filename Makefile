@@ -28,10 +28,10 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist, where apt is availa
 train: install  ## the main job; pass overrides with ARGS="model=... data=..."
 	$(BIN)/cnnlab-train $(ARGS)
 
-test: install  ## the whole suite, slow tests included (what CI runs)
-	$(BIN)/pytest -q
+test: install  ## the whole suite, slow tests included (what CI runs); prints the 30 slowest tests
+	$(BIN)/pytest -q --durations=30
 
-test-fast: install  ## skip the tests that train on full datasets
+test-fast: install  ## skip the `slow` tests: the notebooks and the wheel-in-a-fresh-venv run
 	$(BIN)/pytest -q -m "not slow"
 
 lint:  ## ruff, and the layer contracts (import-linter, see pyproject.toml)

@@ -79,3 +79,15 @@ def digits_run(tmp_path_factory) -> tuple[dict, Path]:
     cfg = compose_config("train", ["data=digits", "model.backbone.padding=1", "model.label_smoothing=0.1",
                                    "trainer.max_epochs=2", "logger=csv"], work, work / "run")  # fmt: skip
     return train(cfg), work / "run"
+
+
+@pytest.fixture(scope="session")
+def fashion_run(tmp_path_factory, fashion_dir) -> tuple[dict, Path, Path]:
+    """The seed CNN trained once per session on 3,000 real Fashion-MNIST images (2 epochs), shared by the tests
+    that apply a model (eval, predict, export): (metrics, best checkpoint, work dir)."""
+    from cnnlab.train import train
+
+    work = tmp_path_factory.mktemp("fashion_run")
+    cfg = compose_config("train", ["data.train_size=3000", "trainer.max_epochs=2", "logger=csv"], work, work / "run")
+    summary = train(cfg)
+    return summary, Path(summary["best_checkpoint"]), work

@@ -25,6 +25,7 @@ def text_of(outputs: list[dict]) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom_in_quick_mode(name, tmp_path, monkeypatch, fashion_dir):
     monkeypatch.setenv("CNNLAB_NOTEBOOK_QUICK", "1")

@@ -65,6 +65,7 @@ def test_the_wheel_holds_the_configs_and_the_plugin(installed):
     assert out[2].startswith(str(installed.parent))
 
 
+@pytest.mark.slow
 def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(installed, tmp_path):
     project = shutil.copytree(USER_PROJECT, tmp_path / "project", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", USER_CONF_ENV, "CNNLAB_ROOT")}

@@ -1,4 +1,5 @@
-"""Real training runs through the real entry point on real data (small slices, except the `slow` ones)."""
+"""Real training runs through the real entry point on real data, in small slices (the recipes' full-length
+accuracy is benchmarks/recipe_accuracy.py's job)."""
 
 import csv
 import json

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.data import feature_cache
 from cnnlab.errors import CnnlabError
 from cnnlab.models.backbones import TimmBackbone
 from cnnlab.models.weights import load_strict, package_weights, resolve_pretrained
@@ -213,7 +214,7 @@ def test_any_timm_name_by_one_value(make_cfg):
     assert type(model.backbone.model).__name__ == "ConvNeXt" and model.head[-1].out_features == 3
 
 
-def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir, tmp_path):
+def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir, tmp_path, monkeypatch):
     args = ("model=efficientnet_lite0", "transfer=frozen", *SMALL, "trainer.max_epochs=3", "optimizer.lr=0.01")
     uncached = train(make_cfg(*args, "transfer.cache_features=false"))
     cached_cfg = make_cfg(*args)
@@ -223,13 +224,34 @@ def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir
     assert len(files) == 3  # one per split
     for key in ("val/acc", "test/acc", "train/loss"):
         assert cached[key] == pytest.approx(uncached[key], abs=2e-3), key
+    # The same model and data again: every split comes from its file, nothing is embedded or rewritten.
     stamps = [f.stat().st_mtime_ns for f in files]
-    train(make_cfg(*args))  # same model + data: every file is reused, none rewritten
+    monkeypatch.setattr(feature_cache, "embed", lambda *a, **k: pytest.fail("embedded again instead of reusing"))
+    train(make_cfg(*args))
     assert [f.stat().st_mtime_ns for f in files] == stamps
-    train(make_cfg(*args, "data.train_size=100"))  # another training subset: a new key for that split only
-    assert len(list(cache.glob("*.pt"))) == 4
-    train(make_cfg(*args, "model.image_size=48", "test=false"))  # other preprocessing: new keys, no test split
-    assert len(list(cache.glob("*.pt"))) == 6
+
+
+def test_feature_cache_keys_follow_the_data_and_the_model(make_cfg):
+    """A key per (model fingerprint, exact images): another subset or another preprocessing is another file."""
+    from cnnlab.builders import build_model
+    from cnnlab.data import DigitsDataModule
+
+    info = DigitsDataModule().info
+    info = type(info)(**{**info.__dict__, "image_size": (32, 32)})
+    images = torch.randint(0, 256, (6, 1, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(6)
+
+    def fingerprint(*extra: str) -> str:
+        torch.manual_seed(0)
+        return feature_cache.model_fingerprint(build_model(make_cfg("model=efficientnet_lite0", *extra), info))
+
+    fingerprints = [fingerprint(*extra) for extra in ([], [], ["model.image_size=48"], ["transfer=frozen"])]
+    assert fingerprints[0] == fingerprints[1]  # same architecture and weights (seeded init): same key
+    assert len(set(fingerprints)) == 3  # preprocessing and weights (ImageNet's) change it
+    key = feature_cache.cache_key(fingerprints[0], images, labels)
+    assert key == feature_cache.cache_key(fingerprints[0], images.clone(), labels.clone())
+    assert key != feature_cache.cache_key(fingerprints[0], images[:5], labels[:5])
+    assert key != feature_cache.cache_key(fingerprints[0], images, labels.roll(1))
 
 
 def test_checkpoint_loads_without_the_original_pretrained_weights(make_cfg, fashion_dir, tmp_path):

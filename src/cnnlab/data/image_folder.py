@@ -83,6 +83,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.channels, self.test_fraction = channels, test_fraction
         self.cache_max_gb, self.num_workers = cache_max_gb, num_workers
         self.streaming = False
+        self.skipped = 0  # unreadable files left out when decoding into memory (streaming skips them per batch)
 
     # --- discovering the files ------------------------------------------------------------------------
     def _split_folders(self) -> dict[str, Path]:
@@ -130,7 +131,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if errors:
             names = "\n  ".join(f"{path}: {error}" for path, error in list(errors.items())[:20])
             log.warning("skipped %d unreadable file(s) in %s:\n  %s", len(errors), split, names)
-        self.skipped = getattr(self, "skipped", 0) + len(errors)
+        self.skipped += len(errors)
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         splits = self._files()

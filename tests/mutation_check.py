@@ -1,0 +1,60 @@
+"""The suite's strength, checked once by hand: break one thing on purpose, run the tests that should notice, and
+print which fail (a mutation no test notices is a hole in the suite). Restores every file afterwards.
+
+    python -m tests.mutation_check [--only frozen-trains ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "cnnlab"
+
+# name -> (file, original text, broken text, the test files to run)
+MUTATIONS = {
+    "frozen-trains": ("transfer/policy.py", 'if mode == "frozen" or epoch < self.config.freeze_epochs:',
+                      "if epoch < self.config.freeze_epochs:", ["tests/test_policy.py", "tests/test_transfer.py"]),
+    "no-divergence-check": ("callbacks.py", "self._bad_steps += (~torch.isfinite(loss.detach())).to(torch.int64)",
+                            "pass", ["tests/test_reliability.py"]),
+    "no-loader-resume": ("callbacks.py", "        states, self._loader_states = self._loader_states, []",
+                         "        states, self._loader_states = [], []", ["tests/test_reliability.py"]),
+    "predict-swaps-two-classes": ("predict.py", '"label": model.class_names[i]',
+                                  '"label": model.class_names[{0: 1, 1: 0}.get(i, i)]', ["tests/test_apply.py"]),
+    "non-atomic-checkpoints": ("checkpoints.py", "write_atomic(path, lambda handle: torch.save(checkpoint, handle))",
+                               "torch.save(checkpoint, path)", ["tests/test_reliability.py"]),
+    "accumulation-without-division": ("models/optimization.py", "module.manual_backward(loss / n if n > 1 else loss)",
+                                      "module.manual_backward(loss)", ["tests/test_trainer_values.py"]),
+}  # fmt: skip
+
+
+def run(name: str) -> list[str]:
+    """The tests that fail with mutation `name` applied."""
+    file, original, broken, tests = MUTATIONS[name]
+    path = SRC / file
+    text = path.read_text()
+    assert text.count(original) == 1, f"{name}: the original text is not (once) in {file}"
+    path.write_text(text.replace(original, broken))
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *tests],
+                                cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    finally:
+        path.write_text(text)
+    return [line.split(" ")[1] for line in result.stdout.splitlines() if line.startswith("FAILED ")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(MUTATIONS), default=list(MUTATIONS))
+    args = parser.parse_args()
+    for name in args.only:
+        failed = run(name)
+        verdict = f"caught by {len(failed)} test(s)" if failed else "NOT CAUGHT"
+        print(f"{name}: {verdict}", *(f"    {test}" for test in failed), sep="\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
