@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -174,3 +175,19 @@ def test_divergence_guard_can_be_turned_off(make_cfg, fashion_dir):
     cfg = make_cfg("data.train_size=640", "trainer.max_epochs=2", "callbacks.divergence_guard=null")
     summary = train(cfg, extra_callbacks=[PoisonWeightsAtStep(step=14)])
     assert summary["epochs"] == 2  # nothing stopped it (its val accuracy is chance, as it should be)
+
+
+def test_an_interrupted_sweep_job_resumes_from_the_command_it_printed(tmp_path, fashion_dir):
+    """A sweep job's directory needs no quoting (3_optimizer.lr-0.001, not 3_optimizer.lr=0.001), so the resume
+    command the interrupted job prints pastes as it is."""
+    args = ["-m", "optimizer.lr=0.001,0.002", *RECIPE, "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=1"]
+    code, output = train_until_sigterm(args, tmp_path, after_steps=5)
+    assert code == 128 + signal.SIGTERM, output[-2000:]
+    command = next(line.strip() for line in output.splitlines() if line.strip().startswith("cnnlab-train "))
+    pasted = shlex.split(command)[1:]  # what a shell makes of the printed line
+    job_dir = Path(next(a for a in pasted if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+    assert job_dir.name.startswith("0_") and "optimizer.lr-0.001" in job_dir.name and "=" not in job_dir.name
+    assert (job_dir / "checkpoints" / "last.ckpt").is_file()
+    resumed = run_train(pasted, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((job_dir / "metrics.json").read_text())["global_step"] == 2 * STEPS_PER_EPOCH

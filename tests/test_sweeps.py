@@ -40,7 +40,8 @@ def test_grid_2x2_leaves_four_jobs_and_one_summary(tmp_path, fashion_dir):
     sweep = only_sweep_dir(tmp_path)
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
     assert len(jobs) == 4
-    assert any("model=resnet18" in p.name and "optimizer.lr=0.0003" in p.name for p in jobs)  # names tell overrides
+    assert any("model-resnet18" in p.name and "optimizer.lr-0.0003" in p.name for p in jobs)  # names tell overrides
+    assert not [p for p in jobs if set(p.name) & set("=,'\" []{}")]  # and paste into a shell or an override as they are
     assert all(list((p / "tensorboard").glob("events.*")) for p in jobs)  # one TensorBoard run each
     rows = summary_rows(sweep)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
@@ -56,7 +57,7 @@ def test_failing_job_does_not_take_the_sweep_down(tmp_path, fashion_dir):
     rows = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r for r in summary_rows(sweep)}
     assert rows["0.001"]["status"] == "completed" and float(rows["0.001"]["test/acc"]) > 0
     assert rows["-1"]["status"] == "failed" and "optimizer.lr=-1: a number > 0" in rows["-1"]["error"]
-    failed_job = next(p for p in sweep.iterdir() if "optimizer.lr=-1" in p.name)
+    failed_job = next(p for p in sweep.iterdir() if "optimizer.lr--1" in p.name)
     assert json.loads((failed_job / "job.json").read_text())["status"] == "failed"
     # The summary can be rebuilt at any time; its exit code also says a job failed.
     with pytest.raises(SystemExit) as exit_info:

@@ -1,28 +1,43 @@
-"""cnnlab-summarize SWEEP_DIR [METRIC]: (re)write a sweep's summary.csv / summary.md and print the table."""
+"""cnnlab-summarize SWEEP_DIR [METRIC] [--compare A B]: (re)write a sweep's summaries and print them; with
+--compare, the paired difference of two configurations over their matched seeds / folds, in plain words."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-from cnnlab.sweeps import write_summary
+from cnnlab.errors import CnnlabError
+from cnnlab.sweeps import compare, plot_groups, write_summary
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cnnlab-summarize", description=__doc__)
+    parser.add_argument("sweep_dir", type=Path, help="a sweep dir under outputs/multirun/")
+    parser.add_argument("metric", nargs="?", help="default: the sweep's optimized_metric (val/acc_best)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="two configurations (as summary.md names them, or a part naming one each)")  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """cnnlab-summarize SWEEP_DIR [METRIC]: (re)write summary.csv / summary.md and print the table."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print("usage: cnnlab-summarize SWEEP_DIR [METRIC]   (METRIC defaults to the sweep's optimized_metric)")
-        sys.exit(0 if args else 2)
-    sweep_dir = Path(args[0])
-    if not sweep_dir.is_dir():
-        print(f"cnnlab-summarize: {sweep_dir} is not a directory (give a sweep dir under outputs/multirun/)")
+    """Exit 0, 1 when a job of the sweep failed, 2 for a bad argument."""
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if not args.sweep_dir.is_dir():
+        print(f"cnnlab-summarize: {args.sweep_dir} is not a directory (give a sweep dir under outputs/multirun/)")
         sys.exit(2)
-    rows = write_summary(sweep_dir, args[1] if len(args) > 1 else None)
+    rows = write_summary(args.sweep_dir, args.metric)
     if not rows:
-        print(f"cnnlab-summarize: no job directories in {sweep_dir}")
+        print(f"cnnlab-summarize: no job directories in {args.sweep_dir}")
         sys.exit(2)
-    print((sweep_dir / "summary.md").read_text())
+    plot_groups(args.sweep_dir, args.metric)
+    print((args.sweep_dir / "summary.md").read_text())
+    if args.compare:
+        try:
+            print(compare(args.sweep_dir, *args.compare, metric=args.metric).verdict())
+        except (CnnlabError, ValueError) as err:
+            print(f"cnnlab-summarize: {err}")
+            sys.exit(2)
     sys.exit(1 if any(r["status"] == "failed" for r in rows) else 0)
 
 

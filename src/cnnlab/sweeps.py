@@ -17,15 +17,21 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 import yaml
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
 
 from cnnlab import metrics as M
+from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
+from cnnlab.utils.figures import interval_plot
 from cnnlab.utils.io import write_json_atomic, write_text_atomic
+from cnnlab.utils.stats import Comparison, paired, spread
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
@@ -51,9 +57,17 @@ def job_record(job_return: Any) -> dict[str, Any]:
     return record
 
 
+REPLICATE_KEYS = ("seed", "data.fold")  # jobs that differ only in these are replicates of one configuration
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job dir: its overrides, status, error and final metrics."""
-    rows = []
+    """One row per job dir: its overrides, status, error and final metrics; `configuration` is what the job's
+    overrides say beyond those every job shares, less seed / fold, which make `replicate`."""
+    records = []
     for job_dir in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir()):
         job_file, overrides_file = job_dir / JOB_FILE, job_dir / ".hydra" / "overrides.yaml"
         if not job_file.is_file() and not overrides_file.is_file():
@@ -62,11 +76,19 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         if "overrides" not in record:
             record["overrides"] = yaml.safe_load(overrides_file.read_text()) or []
         metrics_file = job_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        records.append((job_dir, record, json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}))
+    shared = set.intersection(*(set(r["overrides"]) for _, r, _ in records)) if len(records) > 1 else set()
+    rows = []
+    for job_dir, record, metrics in records:
+        overrides = record["overrides"]
+        replicate = [o for o in overrides if _key(o) in REPLICATE_KEYS]
+        configuration = [o for o in overrides if _key(o) not in REPLICATE_KEYS and o not in shared]
         rows.append({
             "job": job_dir.name,
             "status": record.get("status", "completed" if metrics else "unfinished"),
-            "overrides": " ".join(record["overrides"]),
+            "overrides": " ".join(overrides),
+            "configuration": " ".join(configuration) or "(every job)",
+            "replicate": " ".join(replicate) or "(one run)",
             **{k: metrics.get(k) for k in METRIC_COLUMNS},
             "params": (metrics.get("params") or {}).get("total"),
             "duration_s": metrics.get("duration_s"),
@@ -75,11 +97,41 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _usable(row: dict[str, Any], metric: str) -> bool:
+    value = row.get(metric)
+    return row["status"] == "completed" and isinstance(value, int | float) and not math.isnan(value)
+
+
+def group_jobs(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per configuration: n completed replicates, failed ones counted (never averaged in), and the
+    spread of every metric. Best first by the lower end of `metric`'s 95% interval: a configuration must be good
+    *and* consistent to lead (groups of one run, with no interval, rank by their value after those with one)."""
+    by_configuration: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_configuration.setdefault(row["configuration"], []).append(row)
+    groups = []
+    for configuration, members in by_configuration.items():
+        done = [r for r in members if _usable(r, metric)]
+        group: dict[str, Any] = {"configuration": configuration, "n": len(done),
+                                 "failed": sum(r["status"] != "completed" for r in members)}  # fmt: skip
+        for column in METRIC_COLUMNS:
+            values = [r[column] for r in done if isinstance(r.get(column), int | float)]
+            group[column] = spread(values) if values else None
+        groups.append(group)
+
+    def rank(group: dict[str, Any]) -> tuple[int, float, float]:
+        value = group.get(metric)
+        if value is None:
+            return (2, 0.0, 0.0)
+        return (0, -value.low, -value.mean) if value.n > 1 else (1, -value.mean, 0.0)
+
+    return sorted(groups, key=rank)
+
+
 def _sort_key(metric: str):
     def key(row: dict[str, Any]) -> tuple[int, float]:
-        value = row.get(metric)
-        ok = row["status"] == "completed" and isinstance(value, int | float) and not math.isnan(value)
-        return (0 if ok else 1, -value if ok else 0.0)
+        ok = _usable(row, metric)
+        return (0 if ok else 1, -row[metric] if ok else 0.0)
 
     return key
 
@@ -89,33 +141,66 @@ def optuna_best(sweep_dir: Path) -> dict[str, Any] | None:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
+JOB_COLUMNS = ["job", "status", "overrides", *METRIC_COLUMNS, "params", "duration_s", "error"]
+
+
 def write_summary(sweep_dir: str | Path, metric: str | None = None) -> list[dict[str, Any]]:
-    """Write summary.csv and summary.md into the sweep dir, best job first; returns the rows."""
+    """Write summary.csv (one row per job), summary_groups.csv (one per configuration, with the spread of its
+    replicates) and summary.md into the sweep dir, best first; returns the job rows."""
     sweep_dir = Path(sweep_dir)
     metric = metric or _optimized_metric(sweep_dir)
     rows = sorted(read_jobs(sweep_dir), key=_sort_key(metric))
-    columns = ["job", "status", "overrides", *METRIC_COLUMNS, "params", "duration_s", "error"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(sweep_dir / "summary.csv", buffer.getvalue())
-    write_text_atomic(sweep_dir / "summary.md", _markdown(sweep_dir, rows, columns, metric))
+    groups = group_jobs(rows, metric)
+    write_text_atomic(sweep_dir / "summary.csv", _csv(rows, ["configuration", "replicate", *JOB_COLUMNS]))
+    write_text_atomic(sweep_dir / "summary_groups.csv", _csv(_flat_groups(groups), None))
+    write_text_atomic(sweep_dir / "summary.md", _markdown(sweep_dir, rows, groups, metric))
     return rows
 
 
-def _markdown(sweep_dir: Path, rows: list[dict[str, Any]], columns: list[str], metric: str) -> str:
+def _csv(rows: list[dict[str, Any]], columns: list[str] | None) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns or (list(rows[0]) if rows else ["configuration"]),
+                            extrasaction="ignore")  # fmt: skip
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _flat_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups as CSV rows: `<metric>/mean`, `/sd`, `/ci_low`, `/ci_high`, `/min`, `/max` for every metric."""
+    flat = []
+    for group in groups:
+        row = {"configuration": group["configuration"], "n": group["n"], "failed": group["failed"]}
+        for column in METRIC_COLUMNS:
+            value = group[column]
+            for name, field in (("mean", "mean"), ("sd", "sd"), ("ci_low", "low"), ("ci_high", "high"),
+                                ("min", "min"), ("max", "max")):  # fmt: skip
+                row[f"{column}/{name}"] = getattr(value, field) if value is not None else None
+        flat.append(row)
+    return flat
+
+
+def _markdown(sweep_dir: Path, rows: list[dict[str, Any]], groups: list[dict[str, Any]], metric: str) -> str:
     failed = sum(r["status"] == "failed" for r in rows)
-    lines = [
-        f"# Sweep {sweep_dir.name}",
-        "",
-        f"{len(rows)} jobs, {failed} failed; sorted by {metric} (best first).",
-        "",
-    ]
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {failed} failed.", ""]
+    if any(g["n"] > 1 for g in groups):
+        lines += ["## Configurations", "",
+                  f"Jobs that differ only in {' / '.join(REPLICATE_KEYS)} are replicates of one configuration. Cells: "
+                  "mean +- half-width of the 95% confidence interval of the mean (Student t), over the n completed "
+                  f"replicates (failed ones are counted, never averaged in). Best first by the lower end of {metric}'s "
+                  "interval: a configuration must be good and consistent to lead. summary_groups.csv has the "
+                  "standard deviations, intervals, minima and maxima.", ""]  # fmt: skip
+        columns = ["configuration", "n", "failed", *METRIC_COLUMNS]
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for group in groups:
+            cells = [_cell(group["configuration"]), str(group["n"]), str(group["failed"])]
+            cells += [group[c].cell() if group[c] is not None else "" for c in METRIC_COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "## Jobs", ""]
+    lines += [f"Sorted by {metric} (best first).", ""]
+    lines += ["| " + " | ".join(JOB_COLUMNS) + " |", "|" + "---|" * len(JOB_COLUMNS)]
     for row in rows:
-        cells = [_cell(row.get(c)) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in JOB_COLUMNS) + " |")
     best = optuna_best(sweep_dir)
     if best:
         lines += ["", "## Optuna", "", f"best value: {best.get('best_value')}", "", "best parameters:", ""]
@@ -138,6 +223,51 @@ def _optimized_metric(sweep_dir: Path) -> str:
     return M.VAL_ACC_BEST
 
 
+def plot_groups(sweep_dir: str | Path, metric: str | None = None) -> Path | None:
+    """`groups.png` in the sweep dir, and the same image in `<sweep dir>/tensorboard`: every configuration's runs
+    with their mean and interval, when the sweep has replicates."""
+    sweep_dir = Path(sweep_dir)
+    metric = metric or _optimized_metric(sweep_dir)
+    rows = read_jobs(sweep_dir)
+    groups = [g for g in group_jobs(rows, metric) if g.get(metric) is not None]
+    if not any(g["n"] > 1 for g in groups):
+        return None
+    runs = {g["configuration"]: [r[metric] for r in rows if r["configuration"] == g["configuration"]
+                                 and _usable(r, metric)] for g in groups}  # fmt: skip
+    image = interval_plot([(g["configuration"], runs[g["configuration"]], g[metric].mean, g[metric].low,
+                            g[metric].high) for g in groups], metric)  # fmt: skip
+    path = sweep_dir / "groups.png"
+    image.save(path)
+    writer = SummaryWriter(str(sweep_dir / "tensorboard"))
+    writer.add_image(f"sweep/{metric}", torch.from_numpy(np.array(image)).permute(2, 0, 1), 0)
+    writer.close()
+    return path
+
+
+def compare(sweep_dir: str | Path, a: str, b: str, metric: str | None = None) -> Comparison:
+    """The paired difference a - b of two configurations of a sweep over their matched seeds / folds. `a` and `b`
+    name configurations as summary.md does, or by a part that matches exactly one."""
+    sweep_dir = Path(sweep_dir)
+    metric = metric or _optimized_metric(sweep_dir)
+    rows = [r for r in read_jobs(sweep_dir) if _usable(r, metric)]
+    configurations = sorted({r["configuration"] for r in rows})
+    chosen = [_pick(name, configurations) for name in (a, b)]
+    values = [{r["replicate"]: r[metric] for r in rows if r["configuration"] == c} for c in chosen]
+    return paired(values[0], values[1], (chosen[0], chosen[1]), metric)
+
+
+def _pick(name: str, configurations: list[str]) -> str:
+    if name in configurations:
+        return name
+    found = [c for c in configurations if name in c]
+    if len(found) != 1:
+        listed = "\n  ".join(configurations)
+        raise CnnlabError(
+            f"--compare {name!r} matches {len(found)} configurations of the sweep; name one of:\n  {listed}"
+        )
+    return found[0]
+
+
 class SweepCallback(Callback):
     """Hydra callback (conf/hydra/default.yaml): job.json per job, the sweep summary, the failure count."""
 
@@ -153,6 +283,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         rows = write_summary(config.hydra.sweep.dir, config.get("optimized_metric"))
+        plot_groups(config.hydra.sweep.dir, config.get("optimized_metric"))
         failed_jobs = sum(r["status"] == "failed" for r in rows)
         summary = Path(config.hydra.sweep.dir) / "summary.md"
         if failed_jobs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,10 @@ def _report_interruption(stop: TrainingInterrupted, output_dir: Path) -> dict[st
 
 
 def _resume_command(output_dir: Path) -> str:
+    """The command that resumes this run (a sweep job too) in its own directory, quoted to paste into a shell."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
-    return " ".join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
+    return shlex.join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
 
 
 def _final_metrics(callback_metrics: dict[str, Any]) -> dict[str, float]:

@@ -24,3 +24,34 @@ def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 8, 
         grid.paste(to_pil(image).resize((tile - 4, tile - 4), Image.NEAREST), (x + 2, y + 2))
         draw.text((x + 2, y + tile), caption[:18], fill="black")
     return grid
+
+
+def interval_plot(groups: Sequence[tuple[str, Sequence[float], float, float, float]], metric: str,
+                  width: int = 720, row: int = 28) -> Image.Image:  # fmt: skip
+    """One row per group (label, its runs' values, mean, interval low, interval high): each run a dot, the mean a
+    tick, the 95% interval a bar, on one shared axis; drawn with PIL alone."""
+    values = [v for _, runs, mean, low, high in groups for v in (*runs, mean, low, high) if v == v]  # drop nan
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.05 or 0.01
+    lo, hi = lo - pad, hi + pad
+    left, right, top = 300, width - 20, 30
+    image = Image.new("RGB", (width, top + row * len(groups) + 30), "white")
+    draw = ImageDraw.Draw(image)
+
+    def x(value: float) -> float:
+        return left + (value - lo) / (hi - lo) * (right - left)
+
+    draw.text((10, 8), f"{metric}: runs (dots), mean (tick), 95% interval (bar)", fill="black")
+    for i, (label, runs, mean, low, high) in enumerate(groups):
+        y = top + row * i + row // 2
+        draw.text((10, y - 6), label[:44], fill="black")
+        if low == low and high == high:  # an interval exists (n >= 2)
+            draw.line([(x(low), y), (x(high), y)], fill=(8, 48, 107), width=3)
+        draw.line([(x(mean), y - 8), (x(mean), y + 8)], fill=(8, 48, 107), width=2)
+        for value in runs:
+            draw.ellipse([x(value) - 3, y - 3, x(value) + 3, y + 3], fill=(230, 85, 13))
+    axis_y = top + row * len(groups) + 8
+    draw.line([(left, axis_y), (right, axis_y)], fill="grey")
+    for value in (lo + pad, (lo + hi) / 2, hi - pad):
+        draw.text((x(value) - 20, axis_y + 4), f"{value:.4f}", fill="black")
+    return image

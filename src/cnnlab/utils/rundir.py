@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -41,12 +42,20 @@ def short_name(name: str) -> str:
     if len(name.encode()) <= MAX_NAME:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name.encode()[: MAX_NAME - 10].decode(errors="ignore") + "~" + digest
+    return name.encode()[: MAX_NAME - 10].decode(errors="ignore") + "_h" + digest
+
+
+def safe_name(name: str) -> str:
+    """A job's `<n>_<overrides>` as a name that needs no quoting in a shell or a Hydra override: `=` -> `-`,
+    `,` -> `_`, any other character outside letters, digits and `._+-` -> `-` (`3_optimizer.lr-0.001_seed-1`).
+    The overrides themselves are in the job's job.json and .hydra/overrides.yaml."""
+    name = name.replace("=", "-").replace(",", "_")
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", name) or "job"
 
 
 def unique_subdir(parent: str, name: str) -> str:
-    """`name`, or `name_2`, ... so that no job of a resumed sweep (same job numbers) overwrites an earlier one."""
-    return Path(unique_dir(str(Path(parent) / short_name(name)))).name
+    """`name` made safe, or `name_2`, ... so that no job of a resumed sweep (same job numbers) overwrites another."""
+    return Path(unique_dir(str(Path(parent) / short_name(safe_name(name))))).name
 
 
 def ensure_dir(path: str) -> str:
