@@ -109,5 +109,7 @@ def test_a_replicated_grid_through_the_cli(tmp_path, fashion_dir):
         mean, sd, low, high = expected(runs)
         assert len(runs) == 3 and int(groups[lr]["n"]) == 3
         assert float(groups[lr]["test/acc/mean"]) == pytest.approx(mean)
+        assert float(groups[lr]["test/acc/sd"]) == pytest.approx(sd)
         assert float(groups[lr]["test/acc/ci_low"]) == pytest.approx(low)
+        assert float(groups[lr]["test/acc/ci_high"]) == pytest.approx(high)
     assert (sweep / "groups.png").is_file() and list((sweep / "tensorboard").glob("events.*"))
