@@ -211,3 +211,23 @@ def test_eval_reports_the_same_loss_as_the_training_run(digits_run, tmp_path):
     report = evaluate(compose_config("eval", [f"ckpt_path={summary['best_checkpoint']}"], tmp_path, tmp_path / "eval"))
     assert report["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-6)
     assert report["test/loss"] == pytest.approx(summary["test/loss"], abs=1e-5)
+
+
+def test_image_folder_k_fold_cuts_train_and_val_folders_together(tmp_path, fashion_dir):
+    from cnnlab.data import ImageFolderDataModule
+
+    root = tmp_path / "fashion_pngs"
+    make_folder_tree(root, per_class_train=6, per_class_test=2)
+    for class_dir in (root / "train").iterdir():  # a val/ folder too: 2 of each class's 6, merged into the pool
+        (root / "val" / class_dir.name).mkdir(parents=True)
+        for image in sorted(class_dir.iterdir())[:2]:
+            image.rename(root / "val" / class_dir.name / image.name)
+    for streamed in (False, True):
+        sizes = []
+        for fold in range(3):
+            dm = ImageFolderDataModule(root=str(root), channels=1, image_size=28, folds=3, fold=fold, num_workers=0,
+                                       cache_max_gb=0 if streamed else 4)  # fmt: skip
+            dm.setup()
+            sizes.append(sum(len(b[1]) for b in dm.val_dataloader()))
+            assert sizes[-1] + sum(len(b[1]) for b in dm.train_dataloader()) == 60
+        assert sum(sizes) == 60  # every train/ and val/ image validates in exactly one fold

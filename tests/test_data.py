@@ -4,9 +4,9 @@ import shutil
 import pytest
 import torch
 
-from cnnlab.data import DigitsDataModule, FashionMNISTDataModule, MNISTDataModule
+from cnnlab.data import DigitsDataModule, FashionMNISTDataModule, InMemoryDataModule, MNISTDataModule
 from cnnlab.data.batches import TensorBatches
-from cnnlab.data.splits import balanced_subset, stratified_split
+from cnnlab.data.splits import balanced_subset, stratified_folds, stratified_split
 from cnnlab.errors import CnnlabError
 
 
@@ -131,3 +131,57 @@ def test_batches_shard_across_ranks():
     assert set(seen[0].tolist()) | set(seen[1].tolist()) == set(range(11))
     eval_shards = [TensorBatches(x, y, 4, rank=r, world_size=2) for r in range(2)]
     assert sorted(torch.cat([b[1] for s in eval_shards for b in s]).tolist()) == list(range(11))
+
+
+def test_stratified_folds_are_disjoint_cover_are_stratified_and_seeded():
+    labels = torch.arange(103) % 4
+    folds = stratified_folds(labels, 5, seed=3)
+    joined = torch.cat(folds)
+    assert len(joined) == 103 and torch.equal(joined.sort().values, torch.arange(103))  # disjoint, and cover
+    for cls in range(4):
+        counts = [int((labels[f] == cls).sum()) for f in folds]
+        assert max(counts) - min(counts) <= 1  # every class spread evenly
+    assert all(torch.equal(a, b) for a, b in zip(folds, stratified_folds(labels, 5, seed=3), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(folds, stratified_folds(labels, 5, seed=4), strict=True))
+
+
+class Numbered(InMemoryDataModule):
+    """Images that carry their own index (two bytes), so a test can see exactly which images each split got."""
+
+    display_name = "numbered"
+    class_names = ("a", "b", "c")
+
+    def load(self):
+        index = torch.arange(300)
+        images = torch.stack([index // 256, index % 256], 1).to(torch.uint8).view(300, 1, 1, 2)
+        test = torch.full((30, 1, 1, 2), 255, dtype=torch.uint8)
+        return images, index % 3, test, torch.arange(30) % 3
+
+
+def ids(split: tuple[torch.Tensor, torch.Tensor]) -> set[int]:
+    images = split[0].view(-1, 2).long()
+    return set((images[:, 0] * 256 + images[:, 1]).tolist())
+
+
+@pytest.mark.parametrize("train_size", [None, 120])
+def test_k_fold_never_leaks_a_training_image_into_its_validation_split(train_size):
+    splits = []
+    for fold in range(4):
+        dm = Numbered(folds=4, fold=fold, train_size=train_size, seed=7)
+        dm.setup()
+        train, val = ids(dm.splits.train), ids(dm.splits.val)
+        assert not train & val and len(dm.splits.test[1]) == 30  # the test split is never touched
+        splits.append((train, val))
+    pool = set().union(*(val for _, val in splits))
+    assert len(pool) == (train_size or 300) and all(train | val == pool for train, val in splits)
+    assert sum(len(val) for _, val in splits) == len(pool)  # the validation folds are disjoint
+    again = Numbered(folds=4, fold=2, train_size=train_size, seed=7)
+    again.setup()
+    assert ids(again.splits.val) == splits[2][1]  # same seed, same folds
+
+
+def test_fold_values_are_checked():
+    with pytest.raises(CnnlabError, match=r"data.folds=1: null or an integer >= 2"):
+        Numbered(folds=1)
+    with pytest.raises(CnnlabError, match=r"data.fold=4: an integer in 0 .. data.folds-1"):
+        Numbered(folds=4, fold=4)

@@ -113,3 +113,15 @@ def test_a_replicated_grid_through_the_cli(tmp_path, fashion_dir):
         assert float(groups[lr]["test/acc/ci_low"]) == pytest.approx(low)
         assert float(groups[lr]["test/acc/ci_high"]) == pytest.approx(high)
     assert (sweep / "groups.png").is_file() and list((sweep / "tensorboard").glob("events.*"))
+
+
+def test_cv_runs_every_fold_as_a_job_and_reports_the_cv_interval(tmp_path, fashion_dir):
+    tiny = ["data=digits", "model.backbone.padding=1", "trainer.max_epochs=1", "logger=none",
+            "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+    result = cnnlab_train(["cv=3fold", *tiny], tmp_path)  # no -m: the cv option makes it a sweep
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    rows = read_jobs(sweep)
+    assert sorted(r["replicate"] for r in rows) == ["data.fold=0", "data.fold=1", "data.fold=2"]
+    (group,) = group_jobs(rows, "val/acc_best")
+    assert group["n"] == 3 and group["val/acc_best"].low < group["val/acc_best"].mean < group["val/acc_best"].high

@@ -14,7 +14,7 @@ from cnnlab.data.augment import Augment
 from cnnlab.data.batches import TensorBatches
 from cnnlab.data.checks import check_data
 from cnnlab.data.info import DataInfo
-from cnnlab.data.splits import balanced_subset, stratified_split
+from cnnlab.data.splits import balanced_subset, stratified_folds, stratified_split
 from cnnlab.errors import CnnlabError, Problems
 
 
@@ -50,11 +50,14 @@ class InMemoryDataModule(L.LightningDataModule):
         system_dirs: list[str] | None = None,
         augment: Mapping[str, Any] | None = None,
         on_device: bool | str = "auto",
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         problems = Problems()
         check_data(dict(batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
-                        train_size=train_size, data_dir=data_dir, augment=augment, on_device=on_device),
+                        train_size=train_size, data_dir=data_dir, augment=augment, on_device=on_device,
+                        folds=folds, fold=fold),
                    problems)  # fmt: skip
         problems.raise_if_any(f"invalid data configuration for {self.display_name}")
         self.data_dir = Path(data_dir)
@@ -67,6 +70,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.system_dirs = [Path(d) for d in (system_dirs or [])]
         self.augment = Augment.from_config(augment)
         self.on_device = on_device
+        self.folds, self.fold = folds, fold
         self.splits: Splits | None = None
         self._placed: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
         self._info: DataInfo | None = None
@@ -82,6 +86,10 @@ class InMemoryDataModule(L.LightningDataModule):
             return
         train_x, train_y, test_x, test_y = self.load()
         explicit_val = getattr(self, "explicit_val", None)  # a dataset's own validation split, if it has one
+        if self.folds:
+            self.splits = self._cross_validation_splits(train_x, train_y, explicit_val, (test_x, test_y))
+            self._info = self._describe(train_x)
+            return
         if explicit_val is not None:
             train_idx, val_idx = torch.arange(len(train_y)), None
         else:
@@ -100,6 +108,26 @@ class InMemoryDataModule(L.LightningDataModule):
             test=(test_x, test_y),
         )
         self._info = self._describe(train_x)
+
+    def _cross_validation_splits(self, train_x: torch.Tensor, train_y: torch.Tensor, explicit_val: Any,
+                                 test: tuple[torch.Tensor, torch.Tensor]) -> Splits:  # fmt: skip
+        """k-fold: the training split (with the dataset's own val split, if any) - or a seeded, class-balanced
+        `train_size` subset of it - cut into `folds` stratified folds; fold `fold` validates, the others train.
+        The test split is never touched."""
+        if explicit_val is not None:
+            train_x, train_y = torch.cat([train_x, explicit_val[0]]), torch.cat([train_y, explicit_val[1]])
+        pool = torch.arange(len(train_y))
+        if self.train_size is not None:
+            if self.train_size > len(pool):
+                raise CnnlabError(f"data.train_size={self.train_size} is larger than the {len(pool)} training images "
+                                  f"of {self.display_name} that data.folds={self.folds} splits. Use at most "
+                                  f"{len(pool)}, or null for all.")  # fmt: skip
+            pool = balanced_subset(train_y, self.train_size, self.seed)
+        parts = stratified_folds(train_y[pool], self.folds, self.seed)
+        val_idx = pool[parts[self.fold]]
+        train_idx = pool[torch.cat([p for i, p in enumerate(parts) if i != self.fold]).sort().values]
+        return Splits(train=(train_x[train_idx], train_y[train_idx]), val=(train_x[val_idx], train_y[val_idx]),
+                      test=test)  # fmt: skip
 
     def _describe(self, train_images: torch.Tensor) -> DataInfo:
         # Per-channel statistics of the whole training file: fixed per dataset, whatever the subset.

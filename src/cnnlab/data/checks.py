@@ -40,6 +40,11 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
         _check_readable_dir(problems, "data.root", values["root"], "a folder of class folders (or train/, val/, test/)")
     if values.get("augment") is not None:
         check_augment(values["augment"], problems)
+    if values.get("folds") is not None:
+        problems.int_at_least("data.folds", values["folds"], 2, null_ok=True, note=" (k of k-fold; null = no folds)")
+        folds, fold = values["folds"], values.get("fold", 0)
+        ok = is_int(fold) and is_int(folds) and 0 <= fold < folds
+        problems.check(ok, "data.fold", fold, f"an integer in 0 .. data.folds-1 = {folds!r} - 1 (which fold validates)")
     if "on_device" in values:
         problems.check(values["on_device"] in ("auto", True, False), "data.on_device", values["on_device"],
                        "auto (on the GPU when training on one), true or false")  # fmt: skip

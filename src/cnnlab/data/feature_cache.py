@@ -84,6 +84,8 @@ class FeatureDataModule(InMemoryDataModule):
             eval_batch_size=source.eval_batch_size,
             val_fraction=source.val_fraction,
             seed=source.seed,
+            folds=source.folds,
+            fold=source.fold,
         )
         source.setup()
         self.display_name, self._info, self.source = source.display_name, source.info, source

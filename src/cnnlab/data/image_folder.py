@@ -141,6 +141,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         log.info("%s: %d images, %d classes, %s (%.2f GB at %dx%dx%d)", self.root, total, len(self.class_names),
                  "streamed from disk" if self.streaming else "cached in memory", needed_gb,
                  self.channels, *self.size)  # fmt: skip
+        if self.folds and "val" in splits:  # k-fold: the folds are cut from train/ and val/ together
+            (train_files, train_labels), (val_files, val_labels) = splits["train"], splits.pop("val")
+            splits["train"] = (train_files + val_files, torch.cat([train_labels, val_labels]))
         if "test" not in splits:
             files, labels = splits["train"]
             rest, held = stratified_split(labels, self.test_fraction, self.seed + 1)

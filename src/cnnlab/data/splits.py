@@ -39,3 +39,18 @@ def balanced_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
             break
     chosen = torch.cat([pool[:q] for pool, q in zip(pools, quota, strict=True)])
     return chosen.sort().values
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
+    """`folds` disjoint index sets that together cover `labels`, each with about 1/folds of every class (seeded:
+    the same seed always gives the same folds). Each class is shuffled, then dealt round-robin from a seeded
+    starting fold, so fold sizes differ by at most one per class."""
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(folds)]
+    for cls in torch.unique(labels):
+        idx = torch.nonzero(labels == cls).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        start = int(torch.randint(folds, (1,), generator=generator))
+        for fold in range(folds):
+            parts[(start + fold) % folds].append(idx[fold::folds])
+    return [torch.cat(p).sort().values for p in parts]
