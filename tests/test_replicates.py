@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 from scipy.stats import t
 
 from cnnlab.summarize import cli as summarize_cli
@@ -125,3 +126,38 @@ def test_cv_runs_every_fold_as_a_job_and_reports_the_cv_interval(tmp_path, fashi
     assert sorted(r["replicate"] for r in rows) == ["data.fold=0", "data.fold=1", "data.fold=2"]
     (group,) = group_jobs(rows, "val/acc_best")
     assert group["n"] == 3 and group["val/acc_best"].low < group["val/acc_best"].mean < group["val/acc_best"].high
+
+
+def test_the_hparams_table_shows_what_was_swept_not_every_config_key():
+    from cnnlab.utils.tensorboard import table_hparams
+
+    config = {"seed": 1, "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.003}, "model": {"backbone": {
+        "_target_": "cnnlab.models.cnn.SeedCNN", "widths": [32, 64]}}, "transfer": {"mode": "scratch"}}  # fmt: skip
+    assert table_hparams(config, ["optimizer.lr=0.003", "model=cnn"]) == {
+        "optimizer/lr": 0.003, "model": "cnn", "seed": 1}  # fmt: skip
+    essentials = table_hparams(config, [])
+    assert essentials == {"model/backbone/widths": "[32, 64]", "transfer/mode": "scratch", "optimizer/lr": 0.003,
+                          "seed": 1}  # fmt: skip
+
+
+def test_swept_keys_come_from_the_sweeps_own_command_line(tmp_path):
+    from cnnlab.sweeps import swept_keys
+
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      data.fold: range(5)\n  overrides:\n    task:\n"
+        "    - optimizer.lr=0.001,0.003\n    - seed=range(3)\n    - data=digits\n    - trainer.max_epochs=2\n"
+    )
+    assert swept_keys(tmp_path) == {"data.fold", "optimizer.lr", "seed"}
+
+
+def test_the_confusion_matrix_picture_has_a_labelled_cell_per_pair():
+    from cnnlab.utils.tensorboard import render_confusion_matrix
+
+    matrix = torch.tensor([[9, 1], [3, 7]])
+    short, named = render_confusion_matrix(matrix), render_confusion_matrix(matrix, ["T-shirt/top", "Trouser"])
+    assert named.dtype == torch.uint8 and named.shape[0] == 3
+    assert named.shape[1] > short.shape[1]  # room for the names on both axes
+    margin = named.shape[1] - 2 * 40 - 4
+    diagonal = named[:, margin + 5, margin + 5].float().mean()  # inside cell (0, 0): 90% of its row, dark
+    off = named[:, margin + 5, margin + 45].float().mean()  # inside cell (0, 1): 10%, pale
+    assert diagonal < 120 < off

@@ -76,14 +76,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     report.update({"checkpoint": str(checkpoint), "data": info.name, "images": len(run.labels)})
 
     write_json_atomic(output_dir / "metrics.json", report)
-    write_png(render_confusion_matrix(confusion, cell=24), str(output_dir / "confusion_matrix.png"))
+    picture = render_confusion_matrix(confusion, model.class_names)
+    write_png(picture, str(output_dir / "confusion_matrix.png"))
     grid = _mistakes_grid(run, model.class_names)
     if grid is not None:
         grid.save(output_dir / "mistakes.png")
     for writer in tensorboard_writers(build_loggers(cfg) or []):
         for key in ("test/acc", "test/loss", "macro/precision", "macro/recall", "macro/f1"):
             writer.add_scalar(f"eval/{key}", report[key], 0)
-        writer.add_image("eval/confusion_matrix", render_confusion_matrix(confusion, cell=24), 0)
+        writer.add_image("eval/confusion_matrix", picture, 0)
         if grid is not None:
             writer.add_image("eval/mistakes", torch.from_numpy(np.array(grid)).permute(2, 0, 1), 0)
         writer.close()

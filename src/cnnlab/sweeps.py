@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import re
 import traceback
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,24 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
             "error": record.get("error", ""),
         })  # fmt: skip
     return rows
+
+
+SWEEP_SYNTAX = re.compile(r",|^(range|choice|interval|glob|tag)\(")
+
+
+def swept_keys(sweep_dir: str | Path) -> set[str]:
+    """The keys a sweep varies: those given several values on its command line (`optimizer.lr=1e-3,3e-3`,
+    `seed=range(3)`) and those its sweeper searches (`hydra.sweeper.params`: Optuna's, cv=5fold's folds)."""
+    config = Path(sweep_dir) / "multirun.yaml"
+    if not config.is_file():
+        return set()
+    hydra = (yaml.safe_load(config.read_text()) or {}).get("hydra") or {}
+    keys = set((hydra.get("sweeper") or {}).get("params") or {})
+    for override in (hydra.get("overrides") or {}).get("task") or []:
+        key, _, value = str(override).lstrip("+~").partition("=")
+        if SWEEP_SYNTAX.search(value):
+            keys.add(key)
+    return keys
 
 
 def _usable(row: dict[str, Any], metric: str) -> bool:

@@ -24,6 +24,7 @@ from cnnlab.builders import (
 from cnnlab.callbacks import TrainingInterrupted
 from cnnlab.checkpoints import checkpoint_dir, resume_checkpoint
 from cnnlab.config_checks import check_train_config
+from cnnlab.sweeps import swept_keys
 from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config
 from cnnlab.utils.io import write_json_atomic
@@ -87,7 +88,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         summary["test/confusion_matrix"] = model.last_confusion.tolist()
     if trainer.is_global_zero:
         write_json_atomic(output_dir / "metrics.json", summary)
-        log_hparams(trainer.loggers, resolved_config(cfg), metrics)
+        log_hparams(trainer.loggers, resolved_config(cfg), metrics, _table_overrides())
         log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
         log.info("outputs: %s", output_dir)
     return summary
@@ -102,10 +103,23 @@ def _report_interruption(stop: TrainingInterrupted, output_dir: Path) -> dict[st
     return {"interrupted": str(stop), "checkpoint": str(stop.checkpoint)}
 
 
+def _task_overrides() -> list[str]:
+    """The overrides this run was given (in a sweep: this job's), as Hydra recorded them."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _table_overrides() -> list[str]:
+    """The overrides the hparams table shows: in a sweep, the swept ones (not the values every job shares)."""
+    overrides = _task_overrides()
+    if not is_multirun():
+        return overrides
+    swept = swept_keys(HydraConfig.get().sweep.dir)
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in swept]
+
+
 def _resume_command(output_dir: Path) -> str:
     """The command that resumes this run (a sweep job too) in its own directory, quoted to paste into a shell."""
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
+    kept = [o for o in _task_overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
     return shlex.join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
 
 
