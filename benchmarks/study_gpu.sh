@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The transfer-learning study of notebooks/02_transfer_study.ipynb (cnnlab.study: sizes 100..10,000 x
-# cnn / lite0 scratch / frozen / finetune) on one GPU; results in $OUT/study/results.json, which the
-# notebook reads (a study skips the runs its results.json already has).
+# cnn / lite0 scratch / frozen / finetune x seeds 1, 2, 3: 60 runs) on one GPU; results in
+# $OUT/study/results.json (a study skips the runs its results.json already has). To give the notebook's
+# one-run GPU cells their intervals, commit it as notebooks/study_results_h200.json.
 # Usage (repo root): OUT=/some/dir bash benchmarks/study_gpu.sh
 set -u
 source benchmarks/gpu_env.sh

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cnnlab.study import MODES, SIZES
+from cnnlab.study import MODES, SIZES, cells
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_quickstart", "02_transfer_study", "03_sweeps")
@@ -53,12 +53,19 @@ def test_committed_notebook_carries_the_full_runs_outputs(name):
     assert not [mark for mark in quick_marks if mark in text], "committed from a quick run"
 
 
-def test_study_table_has_every_size_and_mode_measured():
-    rows = json.loads((NOTEBOOKS / "study_results_h200.json").read_text())
-    assert {(r["mode"], r["train_size"]) for r in rows} == {(m, s) for m in MODES for s in SIZES}
-    assert all(0.1 < r["test_acc"] <= 1 and r["duration_s"] > 0 for r in rows)
+def test_study_tables_have_every_cell_measured_and_shown_with_its_interval():
     shown = text_of(outputs_of(nbformat.read(NOTEBOOKS / "02_transfer_study.ipynb", as_version=4)))
-    for row in rows:  # the committed notebook shows exactly these measured numbers
-        assert f"{row['test_acc']:.4f}" in shown
-    for baseline in ("logistic_regression on pixels", "hist_gradient_boosting on tf_efficientnet_lite0 features"):
-        assert baseline in shown
+    gpu = json.loads((NOTEBOOKS / "study_results_h200.json").read_text())
+    assert {(r["mode"], r["train_size"]) for r in gpu} == {(m, s) for m in MODES for s in SIZES}
+    assert all(0.1 < r["test_acc"] <= 1 and r["duration_s"] > 0 for r in gpu)
+    for row in gpu:  # the one-run GPU cells are shown as measured, marked as one run
+        if row["mode"] in ("lite0 scratch", "lite0 finetune"):
+            assert f"{row['test_acc']:.4f}" in shown and f"{row['mode']} (H200, 1 run)" in shown
+    cpu = json.loads((NOTEBOOKS / "study_results_cpu_seeds.json").read_text())
+    baselines = json.loads((NOTEBOOKS / "study_baselines_cpu_seeds.json").read_text())
+    assert {(r["mode"], r["train_size"], r["seed"]) for r in cpu} == {
+        (m, s, seed) for m in ("cnn scratch", "lite0 frozen") for s in SIZES for seed in (1, 2, 3)}  # fmt: skip
+    for table in (cpu, baselines):
+        for label, by_size in cells(table)[1].items():
+            for size, spread in by_size.items():
+                assert spread.n == 3 and spread.cell() in shown, (label, size)  # every cell: mean +- interval (n=3)

@@ -62,15 +62,16 @@ def baseline_table(
     backbone: Sequence[str] = ("model=efficientnet_lite0", "model.image_size=64"),
     features: Sequence[str] = FEATURES,
     classifiers: Sequence[str] = CLASSIFIERS,
-    seed: int = 42,
+    seeds: Sequence[int] = (1, 2, 3),
     cache_dir: str | Path = "outputs/cache",
     test_size: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Test accuracy and fit time of each (features, classifier) at each training-set size.
+    """Test accuracy and fit time of each (features, classifier) at each training-set size, once per seed.
 
     `data` / `backbone` are cnnlab-train overrides: the subsets are the DataModule's own (same seed, same
-    `data.train_size` -> the same images as a neural run), and the backbone is the model `transfer=frozen` uses.
-    `test_size` scores on the first that many test images only (quick checks); None = the whole test set.
+    `data.train_size` -> the same images as a neural run), and the backbone is the model `transfer=frozen` uses
+    (its pretrained weights: the same for every seed). `test_size` scores on the first that many test images only
+    (quick checks); None = the whole test set.
     """
     unknown = sorted(set(features) - set(FEATURES)) + sorted(set(classifiers) - set(CLASSIFIERS))
     if unknown:
@@ -78,7 +79,7 @@ def baseline_table(
                           f"{CLASSIFIERS}")  # fmt: skip
     rows: list[dict[str, Any]] = []
     embed: BackboneFeatures | None = None
-    for size in sizes:
+    for size, seed in ((size, seed) for size in sizes for seed in seeds):
         datamodule, info = build_datamodule(compose_config([*data, f"seed={seed}", f"data.train_size={size}"]).data)
         (train_x, train_y), (test_x, test_y) = datamodule.splits.train, datamodule.splits.test
         test_x, test_y = test_x[:test_size], test_y[:test_size]
@@ -94,7 +95,7 @@ def baseline_table(
             for name in classifiers:
                 rows.append(_fit_and_score(name, _classifiers(seed)[name](), x_train, train_y, x_test, test_y))
                 rows[-1].update(features=kind if kind == "pixels" else f"{embed.name} features", train_size=size,
-                                feature_s=round(feature_s, 2))  # fmt: skip
+                                seed=seed, feature_s=round(feature_s, 2))  # fmt: skip
     return rows
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from cnnlab.train import train
 from cnnlab.utils.config import compose_config
 from cnnlab.utils.io import write_json_atomic
+from cnnlab.utils.stats import Spread, spread
 
 log = logging.getLogger("cnnlab.study")
 
@@ -42,6 +43,9 @@ def epochs_for(size: int, images_per_run: int = IMAGES_PER_RUN) -> int:
     return max(4, min(30, math.ceil(images_per_run / size)))
 
 
+SEEDS = (1, 2, 3)  # each cell's replicates: the seed picks the training subset and the initialisation
+
+
 def run_study(
     root: str | Path,
     sizes: Sequence[int] = SIZES,
@@ -49,52 +53,78 @@ def run_study(
     overrides: Sequence[str] = (),
     images_per_run: int = IMAGES_PER_RUN,
     root_dir: str | Path | None = None,
+    seeds: Sequence[int] = SEEDS,
 ) -> list[dict[str, Any]]:
-    """Train every (size, mode) not yet in `<root>/results.json`; returns all rows of that file.
-    `root_dir` is the runs' `paths.root_dir` (data and outputs are relative to it; default: the cwd)."""
+    """Train every (size, mode, seed) not yet in `<root>/results.json`; returns all rows of that file.
+    `root_dir` is the runs' `paths.root_dir` (data and outputs are relative to it; default: the cwd). A seed
+    changes both the class-balanced training subset and the initialisation, so the spread over seeds is the
+    spread a reader would see rerunning the study."""
     root = Path(root)
     results_path = root / "results.json"
     rows: list[dict[str, Any]] = json.loads(results_path.read_text()) if results_path.is_file() else []
-    done = {(row["mode"], row["train_size"]) for row in rows}
+    done = {(row["mode"], row["train_size"], row.get("seed")) for row in rows}
     for size in sizes:
         for mode in modes:
-            if (mode, size) in done:
-                continue
-            epochs = epochs_for(size, images_per_run)
-            # The final weights are validated and tested (no per-epoch selection): one val pass, at the end.
-            run_overrides = [*MODES[mode], f"data.train_size={size}", f"trainer.max_epochs={epochs}",
-                             f"trainer.check_val_every_n_epoch={epochs}", *overrides]  # fmt: skip
-            run_dir = root / "runs" / f"{mode.replace(' ', '_')}_{size}"
-            log.info("study: %s, %d images, %d epochs -> %s", mode, size, epochs, run_dir)
-            summary = train(compose_config(run_overrides, output_dir=run_dir, root_dir=root_dir or Path.cwd()))
-            rows.append({
-                "mode": mode,
-                "train_size": size,
-                "epochs": epochs,
-                "test_acc": round(summary["test/acc"], 4),
-                "val_acc_best": round(summary["val/acc_best"], 4),
-                "duration_s": summary["duration_s"],
-                "run_dir": str(run_dir),
-            })  # fmt: skip
-            write_json_atomic(results_path, rows)
+            for seed in seeds:
+                if (mode, size, seed) in done:
+                    continue
+                rows.append(_run_cell(root, mode, size, seed, overrides, images_per_run, root_dir))
+                write_json_atomic(results_path, rows)
     return rows
 
 
-def pivot(rows: Sequence[dict[str, Any]], value: str = "test_acc") -> tuple[list[int], dict[str, dict[int, Any]]]:
-    """Sizes, and {row label: {size: value}}: the study's table."""
+def _run_cell(root: Path, mode: str, size: int, seed: int, overrides: Sequence[str], images_per_run: int,
+              root_dir: str | Path | None) -> dict[str, Any]:  # fmt: skip
+    epochs = epochs_for(size, images_per_run)
+    # The final weights are validated and tested (no per-epoch selection): one val pass, at the end.
+    run_overrides = [*MODES[mode], f"data.train_size={size}", f"trainer.max_epochs={epochs}",
+                     f"trainer.check_val_every_n_epoch={epochs}", f"seed={seed}", *overrides]  # fmt: skip
+    run_dir = root / "runs" / f"{mode.replace(' ', '_')}_{size}_seed{seed}"
+    log.info("study: %s, %d images, %d epochs, seed %d -> %s", mode, size, epochs, seed, run_dir)
+    summary = train(compose_config(run_overrides, output_dir=run_dir, root_dir=root_dir or Path.cwd()))
+    return {
+        "mode": mode,
+        "train_size": size,
+        "seed": seed,
+        "epochs": epochs,
+        "test_acc": round(summary["test/acc"], 4),
+        "val_acc_best": round(summary["val/acc_best"], 4),
+        "duration_s": summary["duration_s"],
+        "run_dir": str(run_dir),
+    }
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """A study row's name in the tables: its mode, or `<classifier> on <features>` for a scikit-learn row."""
+    return row["mode"] if "classifier" not in row else f"{row['classifier']} on {row['features']}"
+
+
+def cells(rows: Sequence[dict[str, Any]], value: str = "test_acc") -> tuple[list[int], dict[str, dict[int, Spread]]]:
+    """Sizes, and {row label: {size: the spread of `value` over that cell's seeds}}."""
     sizes = sorted({row["train_size"] for row in rows})
-    table: dict[str, dict[int, Any]] = {}
+    values: dict[str, dict[int, list[float]]] = {}
     for row in rows:
-        label = row["mode"] if "classifier" not in row else f"{row['classifier']} on {row['features']}"
-        table.setdefault(label, {})[row["train_size"]] = row[value]
-    return sizes, table
+        values.setdefault(row_label(row), {}).setdefault(row["train_size"], []).append(row[value])
+    return sizes, {label: {size: spread(v) for size, v in by_size.items()} for label, by_size in values.items()}
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], value: str = "test_acc", fmt: str = "{:.4f}") -> str:
-    sizes, table = pivot(rows, value)
+def pivot(rows: Sequence[dict[str, Any]], value: str = "test_acc") -> tuple[list[int], dict[str, dict[int, Any]]]:
+    """Sizes, and {row label: {size: mean of `value` over the cell's seeds}}: the study's table, for plots."""
+    sizes, spreads = cells(rows, value)
+    return sizes, {label: {size: s.mean for size, s in by_size.items()} for label, by_size in spreads.items()}
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], value: str = "test_acc", fmt: str = "{:.4f}",
+                   intervals: bool = True) -> str:  # fmt: skip
+    """The study's table; with `intervals`, a cell of several seeds reads `mean +- half-width of its 95% interval
+    (n=3)`, else the mean in `fmt`."""
+    sizes, spreads = cells(rows, value)
     lines = ["| | " + " | ".join(f"{s:,}" for s in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
-    for label, cells in table.items():
-        lines.append(f"| {label} | " + " | ".join(fmt.format(cells[s]) if s in cells else "" for s in sizes) + " |")
+    for label, by_size in spreads.items():
+        shown = [(by_size[s].cell() if intervals and by_size[s].n > 1 else fmt.format(by_size[s].mean))
+                 if s in by_size else ""
+                 for s in sizes]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
@@ -104,10 +134,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--images-per-run", type=int, default=IMAGES_PER_RUN)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="replicates of every cell")
     parser.add_argument("overrides", nargs="*", help="cnnlab-train overrides for every run, e.g. trainer=gpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = run_study(args.root, args.sizes, args.modes, args.overrides, args.images_per_run)
+    rows = run_study(args.root, args.sizes, args.modes, args.overrides, args.images_per_run, seeds=args.seeds)
     print(markdown_table(rows))
 
 
