@@ -115,9 +115,13 @@ def test_predict_cli_reports_bad_files_and_exits_non_zero(tmp_path, trained):
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + 7 and sum(",ok," in r for r in rows) == 5
     json_out = tmp_path / "preds.json"
-    subprocess.run([sys.executable, "-m", "cnnlab.predict", f"ckpt_path={checkpoint}", f"inputs={folder}",
-                    f"output={json_out}"], cwd=tmp_path, env=env, capture_output=True, timeout=300)  # fmt: skip
+    folder_run = subprocess.run([sys.executable, "-m", "cnnlab.predict", f"ckpt_path={checkpoint}", f"inputs={folder}",
+                                 f"output={json_out}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
     assert len(json.loads(json_out.read_text())["predictions"]) == 5
+    # A folder's notes.txt is not an image by its extension: named once as skipped, not counted as a failure.
+    assert "skipped 1 file(s) that are not images by their extension" in folder_run.stdout + folder_run.stderr
+    assert not [f for f in json.loads(json_out.read_text())["errors"] if f.endswith("notes.txt")]
 
 
 def make_folder_tree(root: Path, per_class_train: int, per_class_test: int) -> dict[str, dict[str, torch.Tensor]]:

@@ -31,6 +31,15 @@ def expand_inputs(inputs: str | Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def non_image_files(inputs: str | Sequence[str]) -> list[Path]:
+    """The files inside the given directories that `expand_inputs` leaves out because their extension is not an
+    image's (notes.txt, labels.csv): worth naming, not failures."""
+    patterns = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    folders = [Path(p).expanduser() for p in map(str, patterns) if Path(p).expanduser().is_dir()]
+    return sorted(p for folder in folders for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)  # fmt: skip
+
+
 def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
     """uint8 (channels, H, W). Raises OSError / ValueError for anything that is not a readable image."""
     with Image.open(path) as image:
