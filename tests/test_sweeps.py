@@ -121,7 +121,7 @@ def test_ddp_on_cpu_finetune_unfreezes_at_the_configured_epoch(tmp_path, fashion
     assert (metrics_files[0].parent / "train_ddp_process_1.log").is_file()
     checkpoints = sorted((tmp_path / "outputs").rglob("best-epoch*.ckpt"))
     assert len(checkpoints) == 2
-    first, second = (torch.load(c, map_location="cpu", weights_only=False) for c in checkpoints)
+    first, second = (torch.load(c, map_location="cpu", weights_only=True) for c in checkpoints)
     pretrained = package_weights("tf_efficientnet_lite0", timm.create_model("tf_efficientnet_lite0").state_dict())
     key = "backbone.model.conv_stem.weight"
     assert torch.equal(first["state_dict"][key], pretrained["conv_stem.weight"])  # epoch 0: frozen

@@ -25,7 +25,6 @@ class TestRun:
 
     labels: torch.Tensor
     preds: torch.Tensor
-    confidence: torch.Tensor
     loss: float  # the model's own loss (label smoothing included), averaged over every image
     mistakes: list[tuple[float, torch.Tensor, int, int]] = field(default_factory=list)  # (conf, image, true, pred)
 
@@ -35,7 +34,7 @@ def run_test_split(model: ImageClassifier, batches: Iterable, keep_mistakes: int
     """One pass over `(images, labels)` batches from any DataModule's test loader; only the `keep_mistakes` most
     confident wrong images are kept, so a large test set is never held in memory twice."""
     device = next(model.parameters()).device
-    labels, preds, confidence, mistakes = [], [], [], []
+    labels, preds, mistakes = [], [], []
     loss_sum, count = 0.0, 0
     for images, batch_labels in batches:
         if not len(batch_labels):
@@ -50,5 +49,4 @@ def run_test_split(model: ImageClassifier, batches: Iterable, keep_mistakes: int
         mistakes = sorted(mistakes, key=lambda m: -m[0])[:keep_mistakes]
         labels.append(batch_labels.cpu())
         preds.append(batch_preds.cpu())
-        confidence.append(batch_conf.cpu())
-    return TestRun(torch.cat(labels), torch.cat(preds), torch.cat(confidence), loss_sum / max(count, 1), mistakes)
+    return TestRun(torch.cat(labels), torch.cat(preds), loss_sum / max(count, 1), mistakes)

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from cnnlab.checkpoints import load_classifier
-from cnnlab.data.images import decode_many, expand_inputs, non_image_files
+from cnnlab.data.images import decode_many, expand_inputs
 from cnnlab.errors import CnnlabError
 from cnnlab.inference import predict_tensors
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
@@ -69,9 +69,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
     if not cfg.inputs:
         raise CnnlabError("inputs is required: inputs=<image file | directory | glob, e.g. 'photos/*.jpg'>")
-    inputs = list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs
-    paths = expand_inputs(inputs)
-    skipped = non_image_files(inputs)
+    paths, skipped = expand_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
     if skipped:
         names = ", ".join(str(p) for p in skipped[:20]) + (" ..." if len(skipped) > 20 else "")
         log.info("skipped %d file(s) that are not images by their extension: %s", len(skipped), names)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
-from cnnlab.sweeps import compare, plot_groups, write_summary
+from cnnlab.sweeps import compare, write_summary
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -26,11 +26,10 @@ def cli(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         print(f"cnnlab-summarize: {args.sweep_dir} is not a directory (give a sweep dir under outputs/multirun/)")
         sys.exit(2)
-    rows = write_summary(args.sweep_dir, args.metric)
+    rows = write_summary(args.sweep_dir, args.metric, plot=True)
     if not rows:
         print(f"cnnlab-summarize: no job directories in {args.sweep_dir}")
         sys.exit(2)
-    plot_groups(args.sweep_dir, args.metric)
     print((args.sweep_dir / "summary.md").read_text())
     if args.compare:
         try:

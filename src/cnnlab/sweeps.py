@@ -30,6 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from cnnlab import metrics as M
 from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
+from cnnlab.utils.config import split_override
 from cnnlab.utils.figures import interval_plot
 from cnnlab.utils.io import write_json_atomic, write_text_atomic
 from cnnlab.utils.stats import Comparison, paired, spread
@@ -61,10 +62,6 @@ def job_record(job_return: Any) -> dict[str, Any]:
 REPLICATE_KEYS = ("seed", "data.fold")  # jobs that differ only in these are replicates of one configuration
 
 
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
 def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job dir: its overrides, status, error and final metrics; `configuration` is what the job's
     overrides say beyond those every job shares, less seed / fold, which make `replicate`."""
@@ -82,8 +79,8 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for job_dir, record, metrics in records:
         overrides = record["overrides"]
-        replicate = [o for o in overrides if _key(o) in REPLICATE_KEYS]
-        configuration = [o for o in overrides if _key(o) not in REPLICATE_KEYS and o not in shared]
+        replicate = [o for o in overrides if split_override(o)[0] in REPLICATE_KEYS]
+        configuration = [o for o in overrides if split_override(o)[0] not in REPLICATE_KEYS and o not in shared]
         rows.append({
             "job": job_dir.name,
             "status": record.get("status", "completed" if metrics else "unfinished"),
@@ -110,7 +107,7 @@ def swept_keys(sweep_dir: str | Path) -> set[str]:
     hydra = (yaml.safe_load(config.read_text()) or {}).get("hydra") or {}
     keys = set((hydra.get("sweeper") or {}).get("params") or {})
     for override in (hydra.get("overrides") or {}).get("task") or []:
-        key, _, value = str(override).lstrip("+~").partition("=")
+        key, value = split_override(override)
         if SWEEP_SYNTAX.search(value):
             keys.add(key)
     return keys
@@ -163,9 +160,10 @@ def optuna_best(sweep_dir: Path) -> dict[str, Any] | None:
 JOB_COLUMNS = ["job", "status", "overrides", *METRIC_COLUMNS, "params", "duration_s", "error"]
 
 
-def write_summary(sweep_dir: str | Path, metric: str | None = None) -> list[dict[str, Any]]:
+def write_summary(sweep_dir: str | Path, metric: str | None = None, plot: bool = False) -> list[dict[str, Any]]:
     """Write summary.csv (one row per job), summary_groups.csv (one per configuration, with the spread of its
-    replicates) and summary.md into the sweep dir, best first; returns the job rows."""
+    replicates) and summary.md into the sweep dir, best first; with `plot` (once a sweep is over, not after every
+    job: each plot is a TensorBoard event), also groups.png. Returns the job rows."""
     sweep_dir = Path(sweep_dir)
     metric = metric or _optimized_metric(sweep_dir)
     rows = sorted(read_jobs(sweep_dir), key=_sort_key(metric))
@@ -173,6 +171,8 @@ def write_summary(sweep_dir: str | Path, metric: str | None = None) -> list[dict
     write_text_atomic(sweep_dir / "summary.csv", _csv(rows, ["configuration", "replicate", *JOB_COLUMNS]))
     write_text_atomic(sweep_dir / "summary_groups.csv", _csv(_flat_groups(groups), None))
     write_text_atomic(sweep_dir / "summary.md", _markdown(sweep_dir, rows, groups, metric))
+    if plot:
+        _plot_groups(sweep_dir, rows, groups, metric)
     return rows
 
 
@@ -242,25 +242,20 @@ def _optimized_metric(sweep_dir: Path) -> str:
     return M.VAL_ACC_BEST
 
 
-def plot_groups(sweep_dir: str | Path, metric: str | None = None) -> Path | None:
+def _plot_groups(sweep_dir: Path, rows: list[dict[str, Any]], groups: list[dict[str, Any]], metric: str) -> None:
     """`groups.png` in the sweep dir, and the same image in `<sweep dir>/tensorboard`: every configuration's runs
     with their mean and interval, when the sweep has replicates."""
-    sweep_dir = Path(sweep_dir)
-    metric = metric or _optimized_metric(sweep_dir)
-    rows = read_jobs(sweep_dir)
-    groups = [g for g in group_jobs(rows, metric) if g.get(metric) is not None]
+    groups = [g for g in groups if g.get(metric) is not None]
     if not any(g["n"] > 1 for g in groups):
-        return None
+        return
     runs = {g["configuration"]: [r[metric] for r in rows if r["configuration"] == g["configuration"]
                                  and _usable(r, metric)] for g in groups}  # fmt: skip
     image = interval_plot([(g["configuration"], runs[g["configuration"]], g[metric].mean, g[metric].low,
                             g[metric].high) for g in groups], metric)  # fmt: skip
-    path = sweep_dir / "groups.png"
-    image.save(path)
+    image.save(sweep_dir / "groups.png")
     writer = SummaryWriter(str(sweep_dir / "tensorboard"))
     writer.add_image(f"sweep/{metric}", torch.from_numpy(np.array(image)).permute(2, 0, 1), 0)
     writer.close()
-    return path
 
 
 def compare(sweep_dir: str | Path, a: str, b: str, metric: str | None = None) -> Comparison:
@@ -301,8 +296,7 @@ class SweepCallback(Callback):
             log.warning("could not update the sweep summary: %s", err)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        rows = write_summary(config.hydra.sweep.dir, config.get("optimized_metric"))
-        plot_groups(config.hydra.sweep.dir, config.get("optimized_metric"))
+        rows = write_summary(config.hydra.sweep.dir, config.get("optimized_metric"), plot=True)
         failed_jobs = sum(r["status"] == "failed" for r in rows)
         summary = Path(config.hydra.sweep.dir) / "summary.md"
         if failed_jobs:

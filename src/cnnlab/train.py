@@ -26,7 +26,7 @@ from cnnlab.checkpoints import checkpoint_dir, resume_checkpoint
 from cnnlab.config_checks import check_train_config
 from cnnlab.sweeps import swept_keys
 from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
-from cnnlab.utils.config import resolved_config
+from cnnlab.utils.config import resolved_config, split_override
 from cnnlab.utils.io import write_json_atomic
 from cnnlab.utils.tensorboard import log_hparams
 
@@ -114,7 +114,7 @@ def _table_overrides() -> list[str]:
     if not is_multirun():
         return overrides
     swept = swept_keys(HydraConfig.get().sweep.dir)
-    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in swept]
+    return [o for o in overrides if split_override(o)[0] in swept]
 
 
 def _resume_command(output_dir: Path) -> str:

@@ -16,28 +16,24 @@ from PIL import Image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 
-def expand_inputs(inputs: str | Sequence[str]) -> list[Path]:
-    """A file, a directory (searched recursively for image files) or a glob; several with a list."""
+def expand_inputs(inputs: str | Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """A file, a directory (searched recursively for image files) or a glob; several with a list. Returns the files
+    to read, and the files inside the given directories left out because their extension is not an image's
+    (notes.txt, labels.csv): worth naming, not failures."""
     patterns = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     found: list[Path] = []
+    not_images: list[Path] = []
     for pattern in map(str, patterns):
         path = Path(pattern).expanduser()
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            found += [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+            not_images += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         elif path.is_file():
             found.append(path)
         else:
             found += sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-    return list(dict.fromkeys(found))
-
-
-def non_image_files(inputs: str | Sequence[str]) -> list[Path]:
-    """The files inside the given directories that `expand_inputs` leaves out because their extension is not an
-    image's (notes.txt, labels.csv): worth naming, not failures."""
-    patterns = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    folders = [Path(p).expanduser() for p in map(str, patterns) if Path(p).expanduser().is_dir()]
-    return sorted(p for folder in folders for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)  # fmt: skip
+    return list(dict.fromkeys(found)), list(dict.fromkeys(not_images))
 
 
 def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:

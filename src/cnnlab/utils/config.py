@@ -8,7 +8,6 @@ user's `conf/experiment/my_run.yaml` joins our groups and a file named like one 
 from __future__ import annotations
 
 import importlib.resources
-import logging
 import os
 import sys
 import tempfile
@@ -30,7 +29,6 @@ from cnnlab.utils.rundir import register_resolvers
 CONF_PACKAGE = "cnnlab.conf"
 CONF_PATH = f"pkg://{CONF_PACKAGE}"  # how Hydra names cnnlab's configs in its search path
 USER_CONF_ENV = "CNNLAB_CONFIG_PATH"
-log = logging.getLogger("cnnlab")
 
 
 def conf_dir() -> Path:
@@ -67,14 +65,20 @@ def use_user_configs() -> None:
     make_user_projects_importable()
 
 
-def make_user_projects_importable(dirs: list[Path] | None = None) -> None:
+def make_user_projects_importable() -> None:
     """Each user config dir's parent (the user's project) joins the end of `sys.path`, as `python -m` would add
     the working directory: `_target_: my_project.nets.TinyNet` then imports without an install. Appended, so an
     installed package is never shadowed by a file in a project."""
-    for directory in user_config_dirs() if dirs is None else dirs:
+    for directory in user_config_dirs():
         project = str(directory.resolve().parent)
         if project not in sys.path:
             sys.path.append(project)
+
+
+def split_override(override: str) -> tuple[str, str]:
+    """A command-line override as (key, value): `+trainer.profiler=simple` -> (`trainer.profiler`, `simple`)."""
+    key, _, value = str(override).lstrip("+~").partition("=")
+    return key, value
 
 
 def build(config: Any, **kwargs: Any) -> Any:

@@ -12,6 +12,8 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from PIL import Image, ImageDraw
 from torch.utils.tensorboard.summary import hparams
 
+from cnnlab.utils.config import split_override
+
 
 def tensorboard_writers(loggers: Sequence[Logger]) -> list[Any]:
     return [lg.experiment for lg in loggers if isinstance(lg, TensorBoardLogger)]
@@ -43,7 +45,7 @@ def table_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     flat = flatten(config)
     chosen: dict[str, Any] = {}
     for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
+        key, value = split_override(override)
         if key.startswith("hydra.") or key in ("ckpt_path",):
             continue
         path = key.replace(".", "/")
