@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from cnnlab.data.images import expand_inputs
+from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
+
+log = logging.getLogger("cnnlab.inference")
+
+
+def image_files(inputs: Any) -> list[Path]:
+    """The image files of `inputs` (a file, a directory, a glob or a list of them). The files of a directory that
+    are not images by their extension are named in one log line (skipped, not failures); none at all is an error."""
+    if not inputs:
+        raise CnnlabError("inputs is required: inputs=<image file | directory | glob, e.g. 'photos/*.jpg'>")
+    paths, skipped = expand_inputs(inputs if isinstance(inputs, str) else [str(i) for i in inputs])
+    if skipped:
+        names = ", ".join(str(p) for p in skipped[:20]) + (" ..." if len(skipped) > 20 else "")
+        log.info("skipped %d file(s) that are not images by their extension: %s", len(skipped), names)
+    if not paths:
+        raise CnnlabError(f"inputs={inputs!r} matches no image file. Give an image file, a directory or a glob.")
+    return paths
 
 
 @torch.no_grad()

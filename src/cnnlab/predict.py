@@ -16,9 +16,8 @@ import torch
 from omegaconf import DictConfig
 
 from cnnlab.checkpoints import load_classifier
-from cnnlab.data.images import decode_many, expand_inputs
-from cnnlab.errors import CnnlabError
-from cnnlab.inference import predict_tensors
+from cnnlab.data.images import decode_many
+from cnnlab.inference import image_files, predict_tensors
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
 from cnnlab.utils.io import write_json_atomic, write_text_atomic
 
@@ -67,14 +66,7 @@ def write_results(path: Path, results: list[dict], errors: dict) -> None:
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
-    if not cfg.inputs:
-        raise CnnlabError("inputs is required: inputs=<image file | directory | glob, e.g. 'photos/*.jpg'>")
-    paths, skipped = expand_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
-    if skipped:
-        names = ", ".join(str(p) for p in skipped[:20]) + (" ..." if len(skipped) > 20 else "")
-        log.info("skipped %d file(s) that are not images by their extension: %s", len(skipped), names)
-    if not paths:
-        raise CnnlabError(f"inputs={cfg.inputs!r} matches no file. Give an image file, a directory or a glob.")
+    paths = image_files(cfg.inputs)
     model = load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu")
     results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size)
     print(format_table(results))

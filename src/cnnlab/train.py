@@ -24,6 +24,7 @@ from cnnlab.builders import (
 from cnnlab.callbacks import TrainingInterrupted
 from cnnlab.checkpoints import checkpoint_dir, resume_checkpoint
 from cnnlab.config_checks import check_train_config
+from cnnlab.inspection.summary import summarize_model
 from cnnlab.sweeps import swept_keys
 from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config, split_override
@@ -52,15 +53,16 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab-eval rebuilds the data from it
     model.set_step_settings(step_settings(cfg.trainer))
     datamodule = with_feature_cache(model, datamodule, Path(cfg.paths.cache_dir))
-    params = count_parameters(model)
+    params = {**count_parameters(model), "macs": summarize_model(model).macs}
     log.info(
-        "data: %s, %d classes, %d channels, %dx%d; model: %s parameters (%s trainable)",
+        "data: %s, %d classes, %d channels, %dx%d; model: %s parameters (%s trainable), %s multiply-adds per image",
         info.name,
         info.num_classes,
         info.in_chans,
         *info.image_size,
         f"{params['total']:,}",
         f"{params['trainable']:,}",
+        f"{params['macs']:,}",
     )
     trainer = build_trainer(cfg, build_callbacks(cfg) + list(extra_callbacks or []))
 

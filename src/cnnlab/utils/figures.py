@@ -13,16 +13,24 @@ def to_pil(image: torch.Tensor):
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).convert("RGB")
 
 
-def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 8, tile: int = 96):
-    """uint8 images (N, C, H, W) as a grid of `tile`-pixel tiles, each with its caption underneath."""
+def image_grid(images: torch.Tensor | Sequence[torch.Tensor], captions: Sequence[str], columns: int = 8,
+               tile: int = 96, title: str = ""):  # fmt: skip
+    """uint8 images (N, C, H, W) as a grid of `tile`-pixel tiles, each with its caption underneath (several lines where
+    it holds newlines), under an optional title line."""
     rows = max(1, -(-len(images) // columns))
-    caption_height = 14
-    grid = Image.new("RGB", (columns * tile, rows * (tile + caption_height)), "white")
+    line = 12
+    caption_height = line * max((c.count("\n") + 1 for c in captions), default=1) + 2
+    top = line + 4 if title else 0
+    grid = Image.new("RGB", (columns * tile, top + rows * (tile + caption_height)), "white")
     draw = ImageDraw.Draw(grid)
+    if title:
+        draw.text((2, 2), title, fill="black")
+    width = max(4, (tile - 4) // 5)  # characters of PIL's default font that fit under a tile
     for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
-        x, y = (i % columns) * tile, (i // columns) * (tile + caption_height)
+        x, y = (i % columns) * tile, top + (i // columns) * (tile + caption_height)
         grid.paste(to_pil(image).resize((tile - 4, tile - 4), Image.NEAREST), (x + 2, y + 2))
-        draw.text((x + 2, y + tile), caption[:18], fill="black")
+        for j, text in enumerate(caption.split("\n")):
+            draw.text((x + 2, y + tile + j * line), text[:width], fill="black")
     return grid
 
 
