@@ -189,6 +189,9 @@ def test_the_last_conv_stage_is_found_for_every_backbone_family(name, stage, tmp
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     maps = class_maps(model, images, [0, 2], layer, "gradcam")
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
+    twin = build_model(compose_config("train", ["model=timm", f"model.backbone.name={name}"], tmp_path, tmp_path), info)
+    with pytest.raises(CnnlabError, match="not a module of this model"):  # a layer of another model: no map at all
+        class_maps(model, images, [0, 2], find_layer(twin, None)[1])
     with pytest.raises(CnnlabError, match=rf"layer='backbone.model.nope' is not a module.*{stage}"):
         find_layer(model, "backbone.model.nope")
 
@@ -243,6 +246,8 @@ def test_bad_explain_values_are_listed_in_one_message(tmp_path, fashion_run):
     message = str(err.value)
     assert "nothing was run" in message and "method='gradcamm'" in message and "gradcam++" in message
     assert "what='both'" in message and "top_k=0" in message and "sanity='maybe'" in message
+    with pytest.raises(CnnlabError, match="sanity=true checks class activation maps"):
+        explain(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "what=features", "sanity=true"))
     images, _, _ = fashion_test_images(1)
     Image.fromarray(images[0, 0].numpy()).save(tmp_path / "one.png")
     with pytest.raises(CnnlabError, match=r"layer='head.9' is not a module.*backbone.features.5"):

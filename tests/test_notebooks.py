@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 from cnnlab.study import MODES, SIZES, cells
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("01_quickstart", "02_transfer_study", "03_sweeps")
+NAMES = ("01_quickstart", "02_transfer_study", "03_sweeps", "04_inside_the_cnn")
 
 
 def outputs_of(notebook: nbformat.NotebookNode) -> list[dict]:
@@ -49,7 +49,14 @@ def test_committed_notebook_carries_the_full_runs_outputs(name):
     assert all(cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code"), "not executed"
     assert any("image/png" in o.get("data", {}) for o in outputs)
     text = text_of(outputs)
-    quick_marks = ("quick mode", "epochs per size; quick", "01_quickstart_quick", "study_quick", "03_sweeps_quick")
+    quick_marks = (
+        "quick mode",
+        "epochs per size; quick",
+        "01_quickstart_quick",
+        "study_quick",
+        "03_sweeps_quick",
+        "04_inside_quick",
+    )
     assert not [mark for mark in quick_marks if mark in text], "committed from a quick run"
 
 

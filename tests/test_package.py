@@ -102,6 +102,17 @@ def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(in
         project, env)  # fmt: skip
     assert checkpoint.with_suffix(".pt").is_file()
 
+    # Looking inside the user's own backbone: its last conv is where the maps are computed; the sanity check
+    # randomizes its layers one by one (it has no `stages()`).
+    run([installed / "cnnlab-explain", f"ckpt_path={checkpoint}", "inputs=pattern*.png", "sanity=true",
+         "hydra.run.dir=explain"], project, env)  # fmt: skip
+    explained = json.loads((project / "explain" / "explain.json").read_text())
+    assert len(explained["files"]) == 6 and explained["layer"] == "backbone.features.3"
+    assert [step["randomized"].split(" (")[0] for step in explained["sanity"]] == ["head", "stage 2/2", "stage 1/2"]
+    run([installed / "cnnlab-summary", "experiment=my_run", "hydra.run.dir=summary"], project, env)
+    summarized = json.loads((project / "summary" / "model_summary.json").read_text())
+    assert summarized["params"] == metrics["params"]["total"] and summarized["macs"] == metrics["params"]["macs"]
+
 
 def test_user_configs_come_from_the_environment_variable_too(tmp_path, monkeypatch):
     """From any directory: $CNNLAB_CONFIG_PATH names the user's conf/, whose project becomes importable."""

@@ -50,6 +50,8 @@ def check_explain_config(cfg: DictConfig) -> None:
     for key in ("top_k", "batch_size", "max_channels"):
         problems.int_at_least(key, cfg.get(key), 1)
     problems.flag("sanity", cfg.get("sanity"))
+    if cfg.get("sanity") is True and cfg.get("what") == "features":
+        problems.add("sanity=true checks class activation maps: use it with what=cam, not what=features")
     layer = cfg.get("layer")
     problems.check(layer is None or isinstance(layer, str), "layer", layer, "null or a module name, e.g. head")
     if cfg.get("output") is not None:

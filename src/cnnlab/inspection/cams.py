@@ -25,6 +25,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from scipy.stats import ConstantInputWarning, spearmanr
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
 
 CAM_METHODS = {
@@ -63,6 +64,9 @@ def gradients_everywhere(model: nn.Module) -> Iterator[None]:
 def class_maps(model: ImageClassifier, images: torch.Tensor, classes: Sequence[int], layer: nn.Module,
                method: str = "gradcam") -> np.ndarray:  # fmt: skip
     """(N, H, W) maps in 0..1 at the images' own size: where `layer`'s activations support each image's class."""
+    if not any(module is layer for module in model.modules()):
+        raise CnnlabError("class_maps: `layer` is not a module of this model (of a copy of it?): find it with "
+                          "cnnlab.inspection.layers.find_layer(model, name).")  # fmt: skip
     device = next(model.parameters()).device
     targets = [ClassifierOutputTarget(int(c)) for c in classes]
     with gradients_everywhere(model), CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
@@ -101,12 +105,18 @@ class SanityStep:
 def randomization_cascade(model: ImageClassifier) -> list[tuple[str, list[str]]]:
     """(label, module names) to randomize in turn, output side first: the head, then each backbone stage."""
     steps = [("head", sorted({n.rsplit(".", 1)[0] for n, _ in model.head.named_parameters(prefix="head")}))]
-    stages = model.backbone.stages()
+    stages = model.backbone.stages() if hasattr(model.backbone, "stages") else _layers_with_weights(model.backbone)
     for index in range(len(stages) - 1, -1, -1):
         modules = sorted({f"backbone.{n.rsplit('.', 1)[0]}" for n in stages[index]})
         if modules:
             steps.append((f"stage {index + 1}/{len(stages)} ({modules[0].removeprefix('backbone.')})", modules))
     return steps
+
+
+def _layers_with_weights(backbone: nn.Module) -> list[list[str]]:
+    """A backbone without `stages()` (the user's own): each module holding weights is a stage, input side first."""
+    holders = [(name, m) for name, m in backbone.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    return [[f"{name}.{p}" for p, _ in module.named_parameters(recurse=False)] for name, module in holders]
 
 
 def randomize_modules(model: nn.Module, names: Sequence[str], generator: torch.Generator) -> None:
