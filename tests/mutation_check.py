@@ -28,6 +28,13 @@ MUTATIONS = {
                                "torch.save(checkpoint, path)", ["tests/test_reliability.py"]),
     "accumulation-without-division": ("models/optimization.py", "module.manual_backward(loss / n if n > 1 else loss)",
                                       "module.manual_backward(loss)", ["tests/test_trainer_values.py"]),
+    "cam-at-the-first-stage": ("inspection/layers.py", "return list(conv_stages(model).items())[-1]",
+                               "return list(conv_stages(model).items())[0]", ["tests/test_explain.py"]),
+    "sanity-randomizes-nothing": ("inspection/cams.py", "                module.reset_parameters()  # Conv",
+                                  "                pass  # Conv", ["tests/test_explain.py"]),
+    "macs-without-the-head": ("inspection/summary.py", "macs=total_flops // 2,",
+                              "macs=(total_flops - sum(sum(flops.get(r.name, {}).values()) for r in rows "
+                              "if r.name.startswith('head'))) // 2,", ["tests/test_summary.py"]),
 }  # fmt: skip
 
 
