@@ -5,6 +5,7 @@ from cnnlab.data.digits import DigitsDataModule
 from cnnlab.data.image_folder import ImageFolderDataModule
 from cnnlab.data.info import DataInfo, DescribesItsData, describe_data
 from cnnlab.data.mnist_family import FashionMNISTDataModule, MNISTDataModule
+from cnnlab.data.torchvision_sets import TorchvisionDataModule
 
 __all__ = [
     "DataInfo",
@@ -14,5 +15,6 @@ __all__ = [
     "ImageFolderDataModule",
     "InMemoryDataModule",
     "MNISTDataModule",
+    "TorchvisionDataModule",
     "describe_data",
 ]

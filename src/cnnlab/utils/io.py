@@ -73,3 +73,40 @@ def load_without_code(path: str | Path, what: str) -> Any:
             "written by cnnlab, PyTorch's state_dict or safetensors; never load such a file from a source you do "
             "not trust."
         ) from None
+
+
+# What a pickle of plain data and numpy arrays needs (CIFAR's python batches): array and dtype reconstruction, and
+# `_codecs.encode`, how protocol-2 pickles written by Python 3 carry bytes (torch's weights-only reader allows it too).
+ARRAY_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})  # fmt: skip
+
+
+class _Refused(Exception):
+    pass
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Builds dicts, lists, strings, numbers and numpy arrays; any other global (a function, a class) is refused
+    before it is looked up, so nothing in the file can run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise _Refused(f"{module}.{name}")
+
+
+def unpickle_arrays(path: str | Path, what: str) -> Any:
+    """A pickle that holds plain data and numpy arrays only (CIFAR's python-format batches), read without running
+    anything; a pickle that names anything else is refused with an error naming it (`what` names the setting)."""
+    with open(path, "rb") as handle:
+        try:
+            return _ArraysOnly(handle, encoding="latin1").load()
+        except _Refused as refused:
+            raise UnsafeFileError(
+                f"{what}: {str(path)!r} was refused: it is a pickle that names {refused}, whose unpickling would run "
+                "code; a real dataset file holds plain data and arrays only. Nothing from it ran. Replace it with "
+                "the dataset's original files."
+            ) from None

@@ -1,0 +1,120 @@
+"""Data from anywhere: torchvision's datasets (CIFAR read without unpickling code), Hugging Face datasets, LitData
+shards. Every dataset here is written by the test from real Fashion-MNIST images."""
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.checkpoints import load_classifier
+from cnnlab.data import FashionMNISTDataModule, MNISTDataModule, TorchvisionDataModule
+from cnnlab.errors import CnnlabError
+from cnnlab.train import train
+from cnnlab.utils.io import UnsafeFileError
+
+CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def fashion_rgb32(count: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real Fashion-MNIST test images padded to 32x32 and tinted per class into RGB: (N, 3, 32, 32) uint8, labels."""
+    dm = FashionMNISTDataModule(system_dirs=["/usr/share/datasets/fashion-mnist"])
+    images, labels = dm.info and dm.splits.test
+    grey = torch.nn.functional.pad(images[offset : offset + count], (2, 2, 2, 2))
+    tint = torch.tensor([[1.0, 0.8, 0.6], [0.6, 1.0, 0.8], [0.8, 0.6, 1.0]])[labels[offset : offset + count] % 3]
+    rgb = (grey.float() * tint[:, :, None, None]).round().clamp(0, 255).byte()
+    return rgb.numpy(), labels[offset : offset + count].numpy()
+
+
+def write_cifar10_python(root: Path, per_batch: int = 60, test: int = 100) -> Path:
+    """The real CIFAR-10 python layout (what torchvision downloads): five training batches, a test batch, the meta."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for index, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        count = test if name == "test_batch" else per_batch
+        images, labels = fashion_rgb32(count, offset=index * per_batch)
+        batch = {"batch_label": name, "labels": labels.tolist(), "data": images.reshape(count, -1),
+                 "filenames": [f"{name}_{i}.png" for i in range(count)]}  # fmt: skip
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {"label_names": CIFAR_NAMES, "num_cases_per_batch": per_batch, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+def write_cifar10_binary(root: Path, python_folder: Path) -> None:
+    """The same images in CIFAR-10's binary layout: records of one label byte and 3,072 pixel bytes."""
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = pickle.loads((python_folder / name).read_bytes())
+        records = np.concatenate([np.array(batch["labels"], np.uint8)[:, None], batch["data"]], axis=1)
+        (folder / f"{name}.bin").write_bytes(records.tobytes())
+    (folder / "batches.meta.txt").write_text("\n".join(CIFAR_NAMES) + "\n")
+
+
+def test_cifar10_python_layout_trains_and_names_its_classes(tmp_path, make_cfg, fashion_dir):
+    write_cifar10_python(tmp_path / "data")
+    summary = train(make_cfg("data=cifar10", f"data.data_dir={tmp_path / 'data'}", "model.backbone.padding=1",
+                             "trainer.max_epochs=2", "logger=none"))  # fmt: skip
+    model = load_classifier(summary["best_checkpoint"])
+    assert model.class_names == CIFAR_NAMES and model.hparams.data["image_size"] == [32, 32]
+    assert model.hparams.data["mean"] == [0.4914, 0.4822, 0.4465]  # the published statistics of conf/data/cifar10
+    assert summary["test/acc"] > 0.3  # 300 images, 2 epochs: well above the 0.1 of chance
+
+
+def test_cifar10_binary_and_python_layouts_decode_to_the_same_tensors(tmp_path, fashion_dir):
+    python = write_cifar10_python(tmp_path / "py")
+    write_cifar10_binary(tmp_path / "bin", python)
+    loaded = [TorchvisionDataModule(name="CIFAR10", data_dir=str(tmp_path / d)).load() for d in ("py", "bin")]
+    for a, b in zip(*loaded, strict=True):
+        assert torch.equal(a, b)
+    images, labels = fashion_rgb32(60)
+    assert torch.equal(loaded[0][0][:60], torch.from_numpy(images))
+    assert torch.equal(loaded[0][1][:60], torch.from_numpy(labels))
+
+
+class RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_cifar_pickle_is_refused_and_nothing_runs(tmp_path, fashion_dir):
+    folder = write_cifar10_python(tmp_path / "data")
+    marker = tmp_path / "pwned"
+    crafted = {"data": np.zeros((1, 3072), np.uint8), "labels": [0], "payload": RunsCode(marker)}
+    (folder / "data_batch_3").write_bytes(pickle.dumps(crafted, protocol=2))
+    with pytest.raises(UnsafeFileError, match=r"data_batch_3.*was refused.*names posix\.system"):
+        TorchvisionDataModule(name="CIFAR10", data_dir=str(tmp_path / "data")).load()
+    assert not marker.exists()
+
+
+def test_cifar_not_found_says_where_it_looked_and_how_to_fix_it(tmp_path):
+    with pytest.raises(CnnlabError, match=r"CIFAR100 not found.*cifar-100-binary/.*cifar-100-python/.*download=true"):
+        TorchvisionDataModule(name="CIFAR100", data_dir=str(tmp_path)).load()
+
+
+def test_any_torchvision_dataset_through_its_class_matches_our_reader(tmp_path, shared_mnist):
+    """data=torchvision data.name=MNIST reads torchvision's layout (unpacked IDX files in <data_dir>/MNIST/raw/)
+    with torchvision's class: the same tensors as cnnlab's own IDX reader."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for packed in shared_mnist.glob("*.gz"):
+        (raw / packed.stem).write_bytes(gzip.decompress(packed.read_bytes()))
+    ours = MNISTDataModule(data_dir=str(tmp_path)).load()
+    theirs = TorchvisionDataModule(name="MNIST", data_dir=str(tmp_path))
+    for a, b in zip(ours, theirs.load(), strict=True):
+        assert torch.equal(a, b)
+    assert theirs.class_names[:2] == ("0 - zero", "1 - one")
+
+
+def test_torchvision_names_and_missing_files_are_clear_errors(tmp_path):
+    with pytest.raises(CnnlabError, match=r"data\.name='CIFAR11' is not a torchvision dataset class"):
+        TorchvisionDataModule(name="CIFAR11", data_dir=str(tmp_path)).load()
+    with pytest.raises(CnnlabError, match=r"SVHN not found under data.data_dir.*data.download=true"):
+        TorchvisionDataModule(name="SVHN", data_dir=str(tmp_path)).load()
