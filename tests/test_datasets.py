@@ -4,15 +4,19 @@ shards. Every dataset here is written by the test from real Fashion-MNIST images
 import gzip
 import os
 import pickle
+import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cnnlab.checkpoints import load_classifier
-from cnnlab.data import FashionMNISTDataModule, MNISTDataModule, TorchvisionDataModule
+from cnnlab.data import FashionMNISTDataModule, HuggingFaceDataModule, MNISTDataModule, TorchvisionDataModule
 from cnnlab.errors import CnnlabError
+from cnnlab.predict import predict_files
 from cnnlab.train import train
 from cnnlab.utils.io import UnsafeFileError
 
@@ -118,3 +122,77 @@ def test_torchvision_names_and_missing_files_are_clear_errors(tmp_path):
         TorchvisionDataModule(name="CIFAR11", data_dir=str(tmp_path)).load()
     with pytest.raises(CnnlabError, match=r"SVHN not found under data.data_dir.*data.download=true"):
         TorchvisionDataModule(name="SVHN", data_dir=str(tmp_path)).load()
+
+
+# --- Hugging Face datasets --------------------------------------------------------------------------------------
+FASHION_NAMES = list(FashionMNISTDataModule.class_names)
+
+
+@pytest.fixture(scope="module")
+def hf_copies(tmp_path_factory, fashion_dir) -> dict[str, Path]:
+    """Real Fashion-MNIST images as a Hugging Face DatasetDict (train 400, test 200; Image + ClassLabel features),
+    saved as a save_to_disk folder and as parquet files."""
+    dm = FashionMNISTDataModule(system_dirs=[str(fashion_dir)])
+    (train_x, train_y), (test_x, test_y) = dm.info and dm.splits.train, dm.splits.test
+    features = datasets.Features({"img": datasets.Image(), "fine": datasets.ClassLabel(names=FASHION_NAMES)})
+
+    def split(images, labels):
+        pictures = [Image.fromarray(image[0].numpy()) for image in images]
+        return datasets.Dataset.from_dict({"img": pictures, "fine": labels.tolist()}, features=features)
+
+    dataset = datasets.DatasetDict(train=split(train_x[:400], train_y[:400]), test=split(test_x[:200], test_y[:200]))
+    root = tmp_path_factory.mktemp("hf")
+    dataset.save_to_disk(str(root / "disk"))
+    (root / "parquet").mkdir()
+    for name, part in dataset.items():
+        part.to_parquet(str(root / "parquet" / f"{name}-00000-of-00001.parquet"))
+    torch.save({"train": train_x[:400], "test": test_x[:200]}, root / "expected.pt")
+    return {"disk": root / "disk", "parquet": root / "parquet", "expected": root / "expected.pt"}
+
+
+def test_hf_save_to_disk_trains_and_its_class_names_reach_the_checkpoint(hf_copies, make_cfg, tmp_path):
+    summary = train(make_cfg("data=hf", f"data.path={hf_copies['disk']}", "trainer.max_epochs=2", "logger=none"))
+    model = load_classifier(summary["best_checkpoint"])
+    assert model.class_names == FASHION_NAMES and summary["test/acc"] > 0.5
+    trouser = torch.load(hf_copies["expected"])["test"][2]  # the third test image of Fashion-MNIST is a trouser
+    Image.fromarray(trouser[0].numpy()).save(tmp_path / "trouser.png")
+    results, _ = predict_files(model, [tmp_path / "trouser.png"], top_k=1)
+    assert results[0]["top"][0]["label"] in FASHION_NAMES
+
+
+@pytest.mark.parametrize("copy", ["disk", "parquet"])
+def test_hf_local_copies_decode_to_the_exact_images(hf_copies, copy):
+    dm = HuggingFaceDataModule(path=str(hf_copies[copy]), val_fraction=0.1)
+    train_x, _, test_x, test_y = dm.load()
+    expected = torch.load(hf_copies["expected"])
+    assert dm.class_names == tuple(FASHION_NAMES) and dm.channels == 1 and dm.size == (28, 28)
+    assert torch.equal(train_x, expected["train"]) and torch.equal(test_x, expected["test"])
+    assert len(test_y) == 200
+
+
+def test_hf_streams_rows_when_the_cache_is_too_small(hf_copies):
+    cached = HuggingFaceDataModule(path=str(hf_copies["disk"]))
+    streamed = HuggingFaceDataModule(path=str(hf_copies["disk"]), cache_max_gb=0, num_workers=0)
+    assert streamed.info == cached.info and streamed.streaming and not cached.streaming
+    images, labels = next(iter(streamed.test_dataloader()))
+    assert torch.equal(images, cached.splits.test[0][: len(images)]) and torch.equal(
+        labels, cached.splits.test[1][: len(labels)]
+    )
+
+
+def test_hf_hub_id_offline_is_a_clear_error_not_a_hang(make_cfg):
+    started = time.perf_counter()
+    with pytest.raises(CnnlabError, match=r"cannot be reached from here.*save_to_disk.*data\.path="):
+        HuggingFaceDataModule(name="fashion_mnist").load()
+    assert time.perf_counter() - started < 15  # load_dataset's own retries take ~25 s here
+
+
+def test_hf_bad_values_are_one_message(make_cfg):
+    with pytest.raises(CnnlabError) as err:
+        HuggingFaceDataModule(name="a", path="/b", format="zip", image_size=0)
+    message = str(err.value)
+    assert "exactly one of data.name" in message and "data.format='zip'" in message and "data.image_size=0" in message
+    with pytest.raises(CnnlabError, match=r"data\.image_column='picture'.*img, fine"):
+        HuggingFaceDataModule(path=str(Path(__file__).parent), image_column="picture")._columns(
+            datasets.Dataset.from_dict({"img": [1], "fine": [0]})
+        )

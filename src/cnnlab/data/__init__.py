@@ -2,6 +2,7 @@
 
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.digits import DigitsDataModule
+from cnnlab.data.hf import HuggingFaceDataModule
 from cnnlab.data.image_folder import ImageFolderDataModule
 from cnnlab.data.info import DataInfo, DescribesItsData, describe_data
 from cnnlab.data.mnist_family import FashionMNISTDataModule, MNISTDataModule
@@ -12,6 +13,7 @@ __all__ = [
     "DescribesItsData",
     "DigitsDataModule",
     "FashionMNISTDataModule",
+    "HuggingFaceDataModule",
     "ImageFolderDataModule",
     "InMemoryDataModule",
     "MNISTDataModule",

@@ -30,7 +30,12 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
     if "test_fraction" in values:
         problems.in_range("data.test_fraction", values["test_fraction"], 0, 1, "()")
     if "channels" in values:
-        problems.check(values["channels"] in (1, 3), "data.channels", values["channels"], "1 (grey) or 3 (RGB)")
+        from_images = "image_column" in values  # data=hf: null takes the channels from the images
+        ok = values["channels"] in (1, 3) or (from_images and values["channels"] is None)
+        problems.check(ok, "data.channels", values["channels"], ("null (from the images), " if from_images else "")
+                       + "1 (grey) or 3 (RGB)")  # fmt: skip
+    if "image_column" in values:
+        _check_hf_source(values, problems)
     if "cache_max_gb" in values:
         ok = is_number(values["cache_max_gb"]) and values["cache_max_gb"] >= 0
         problems.check(ok, "data.cache_max_gb", values["cache_max_gb"], "a number >= 0 (0 = always stream from disk)")
@@ -75,6 +80,23 @@ def check_augment(values: Any, problems: Problems) -> None:
     fills = list(fill) if isinstance(fill, Sequence) and not isinstance(fill, str) else [fill]
     ok = bool(fills) and all(is_int(v) and 0 <= v <= 255 for v in fills)
     problems.check(ok, "data.augment.fill", fill, "an integer 0..255, or one per channel")
+
+
+HF_FORMATS = ("auto", "disk", "parquet", "imagefolder")
+
+
+def _check_hf_source(values: Mapping[str, Any], problems: Problems) -> None:
+    """data=hf: one source (a hub id or a local path) and a known format."""
+    name, path = values.get("name"), values.get("path")
+    if (name is None) == (path is None):
+        problems.add("data=hf needs exactly one of data.name=<hub id> (online) or data.path=<a local save_to_disk "
+                     f"folder, parquet files or an image folder>; got name={name!r}, path={path!r}.")  # fmt: skip
+    if "format" in values:
+        problems.one_of("data.format", values["format"], HF_FORMATS)
+    size = values.get("image_size")
+    sizes = [size] if is_int(size) else list(size) if isinstance(size, Sequence) and not isinstance(size, str) else []
+    ok = size is None or (sizes and len(sizes) <= 2 and all(is_int(s) and s >= 1 for s in sizes))
+    problems.check(ok, "data.image_size", size, "null (the first image's), an integer >= 1 or [height, width]")
 
 
 def _check_readable_dir(problems: Problems, key: str, value: Any, what: str) -> None:

@@ -40,11 +40,15 @@ def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.
     """uint8 (channels, H, W). Raises OSError / ValueError for anything that is not a readable image."""
     with Image.open(path) as image:
         image.load()
-        image = _to_8bit(image)
-        image = image.convert("L" if channels == 1 else "RGB")
-        if image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None)
-        array = np.asarray(image, dtype=np.uint8)
+        return image_to_tensor(image, channels, size)
+
+
+def image_to_tensor(image: Image.Image, channels: int, size: Sequence[int]) -> torch.Tensor:
+    """A PIL image of any mode as uint8 (channels, H, W) at `size` (height, width): what every model takes."""
+    image = _to_8bit(image).convert("L" if channels == 1 else "RGB")
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None)
+    array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
