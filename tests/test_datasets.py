@@ -8,6 +8,8 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from cnnlab.predict import predict_files
 from cnnlab.train import train
 from cnnlab.utils.io import UnsafeFileError
 from tests.conftest import compose_config
-from tests.test_reliability import comparable, run_train, train_until_sigterm
+from tests.test_reliability import ROOT, comparable, run_train, train_until_sigterm
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -183,6 +185,22 @@ def test_hf_local_copies_decode_to_the_exact_images(hf_copies, copy):
     assert len(test_y) == 200
 
 
+def test_hf_imagefolder_takes_its_classes_from_the_folder_names(tmp_path, fashion_dir):
+    images, labels = fashion_rgb32(60)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        split = "test" if i % 3 == 0 else "train"
+        folder = tmp_path / split / FASHION_NAMES[label].replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i}.png")
+    dm = HuggingFaceDataModule(path=str(tmp_path), val_fraction=0.2)
+    train_x, _, test_x, _ = dm.load()
+    present = sorted({FASHION_NAMES[i].replace("/", "-") for i in labels.tolist()})
+    assert list(dm.class_names) == present and dm.channels == 3 and dm.size == (32, 32)
+    assert len(train_x) == 40 and len(test_x) == 20
+    first = next(i for i in range(60) if i % 3)  # the first training image, in its class's place
+    assert any(torch.equal(x, torch.from_numpy(images[first])) for x in train_x)
+
+
 def test_hf_streams_rows_when_the_cache_is_too_small(hf_copies):
     cached = HuggingFaceDataModule(path=str(hf_copies["disk"]))
     streamed = HuggingFaceDataModule(path=str(hf_copies["disk"]), cache_max_gb=0, num_workers=0)
@@ -244,6 +262,25 @@ def test_streaming_trains_and_the_class_names_reach_the_checkpoint(shards, make_
                              "trainer.max_epochs=2", "trainer.limit_val_batches=4", "logger=none"))  # fmt: skip
     assert load_classifier(summary["best_checkpoint"]).class_names == FASHION_NAMES
     assert summary["test/acc"] > 0.5
+
+
+def test_ddp_ranks_each_see_a_disjoint_share_of_the_epoch(shards, tmp_path, fashion_dir):
+    """2-process CPU DDP: each rank's first-epoch images are its own (no image on both ranks), both ranks take the
+    same number of steps, and together they cover the training split but for each rank's last partial batch."""
+    run_dir = tmp_path / "ddp"
+    args = ["data=streaming", f"data.input_dir={shards[0]}", "data.num_workers=1", "trainer=ddp",
+            "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false", "trainer.max_epochs=1",
+            "trainer.limit_val_batches=2", "test=false", "logger=none", f"hydra.run.dir={run_dir}",
+            "+callbacks.probe._target_=tests.shard_probe.RecordFirstEpoch",
+            f"+callbacks.probe.output_dir={run_dir}"]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = [collections.Counter(json.loads((run_dir / f"seen_rank{r}.json").read_text())) for r in (0, 1)]
+    source = FashionMNISTDataModule(system_dirs=[str(fashion_dir)], train_size=400, val_fraction=0.2)
+    reference = digests(*(source.info and source.splits.train))
+    assert seen[0].total() == seen[1].total() > 0 and not set(seen[0]) & set(seen[1])
+    assert not (seen[0] + seen[1]) - reference and reference.total() - (seen[0] + seen[1]).total() < 2 * 64
 
 
 def test_sigterm_mid_epoch_then_resume_streams_exactly_like_an_uninterrupted_run(shards, tmp_path):

@@ -150,8 +150,10 @@ class StreamingDataModule(L.LightningDataModule):
         info = self.info
         dataset = ShardImages(f"{self.input_dir}/{split}", info.in_chans, info.image_size, shuffle=train,
                               drop_last=train, seed=self.seed, max_cache_size=self.max_cache_size)  # fmt: skip
+        # Training drops each rank's last partial batch: under DDP every rank must take the same number of steps
+        # (LitData's shares can differ by a few samples; a rank with one more step would wait forever - measured).
         return StreamingDataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
-                                   num_workers=self.num_workers, drop_last=False)  # fmt: skip
+                                   num_workers=self.num_workers, drop_last=train)  # fmt: skip
 
     def train_dataloader(self) -> StreamingDataLoader:
         return self._loader("train", train=True)
