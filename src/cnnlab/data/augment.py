@@ -120,3 +120,11 @@ AUGMENT_KEYS = tuple(f.name for f in fields(Augment))
 def _fill_tensor(fill: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(1, C, 1, 1) fill values, made once per device: a copy to a GPU every step would be a host sync."""
     return torch.tensor(fill, dtype=dtype).view(1, -1, 1, 1).to(device)
+
+
+def augment_if_training(augment: Augment, trainer: object | None, batch: Any) -> Any:
+    """A DataModule's `on_after_batch_transfer`: train batches augmented on the device, after the transfer."""
+    if augment.active and trainer is not None and getattr(trainer, "training", False):
+        images, labels = batch
+        return augment(images), labels
+    return batch

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from cnnlab.data.augment import Augment
+from cnnlab.data.augment import Augment, augment_if_training
 from cnnlab.data.batches import TensorBatches
 from cnnlab.data.checks import check_data
 from cnnlab.data.info import DataInfo
@@ -158,11 +158,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Train batches are augmented here: on the device, after the transfer, batched (see data/augment.py)."""
-        trainer = self.trainer
-        if self.augment.active and trainer is not None and trainer.training:
-            images, labels = batch
-            return self.augment(images), labels
-        return batch
+        return augment_if_training(self.augment, self.trainer, batch)
 
     def _placed_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A split's tensors where batches are cut: on the training GPU when `on_device` allows (auto: when the

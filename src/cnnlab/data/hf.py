@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.checks import check_data
-from cnnlab.data.image_folder import collate_readable
+from cnnlab.data.image_folder import decoding_loader
 from cnnlab.data.images import image_to_tensor
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError, Problems
@@ -195,10 +195,8 @@ class HuggingFaceDataModule(InMemoryDataModule):
             self.setup()
         rows, labels = getattr(self.splits, split)
         table = self._tables["train" if split == "val" and "val" not in self._tables else split]
-        return DataLoader(RowImages(table, rows.flatten().tolist(), labels, self._image_key, self.channels, self.size),
-                          batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-                          collate_fn=collate_readable, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
+        dataset = RowImages(table, rows.flatten().tolist(), labels, self._image_key, self.channels, self.size)
+        return decoding_loader(dataset, self.batch_size if train else self.eval_batch_size, train, self.num_workers)
 
 
 OFFLINE_FIX = (

@@ -60,6 +60,13 @@ def collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([image for image, _ in items]), torch.stack([label for _, label in items])
 
 
+def decoding_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int) -> DataLoader:
+    """Batches of a dataset that decodes per item (too large to cache): workers, unreadable items dropped, pinned."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_readable,
+                      num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=num_workers > 0)  # fmt: skip
+
+
 class ImageFolderDataModule(InMemoryDataModule):
     display_name = "image folder"
 
@@ -180,12 +187,5 @@ class ImageFolderDataModule(InMemoryDataModule):
         source = "train" if split == "val" and "val" not in self._files_by_split else split
         all_files = self._files_by_split[source][0]
         files = [all_files[i] for i in indices.flatten().tolist()]
-        return DataLoader(
-            FileImages(files, labels, self.channels, self.size),
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            collate_fn=collate_readable,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
+        return decoding_loader(FileImages(files, labels, self.channels, self.size),
+                               self.batch_size if train else self.eval_batch_size, train, self.num_workers)  # fmt: skip

@@ -20,7 +20,7 @@ import torch
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 from PIL import Image
 
-from cnnlab.data.augment import Augment
+from cnnlab.data.augment import Augment, augment_if_training
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.checks import check_data
 from cnnlab.data.images import image_to_tensor
@@ -166,7 +166,4 @@ class StreamingDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Train batches are augmented on the device, after the transfer, as for in-memory data."""
-        if self.augment.active and self.trainer is not None and self.trainer.training:
-            images, labels = batch
-            return self.augment(images), labels
-        return batch
+        return augment_if_training(self.augment, self.trainer, batch)
