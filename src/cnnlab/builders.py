@@ -111,11 +111,3 @@ def build_trainer(cfg: DictConfig, callbacks: list[Callback]) -> L.Trainer:
             raise CnnlabError(f"Lightning refused the trainer configuration: {cause}. Fix the trainer.* values "
                               "named above.") from err  # fmt: skip
         raise
-
-
-def count_parameters(model: LightningModule) -> dict[str, int]:
-    params = list(model.parameters())
-    return {
-        "total": sum(p.numel() for p in params),
-        "trainable": sum(p.numel() for p in params if p.requires_grad),
-    }

@@ -17,7 +17,6 @@ from cnnlab.builders import (
     build_datamodule,
     build_model,
     build_trainer,
-    count_parameters,
     step_settings,
     with_feature_cache,
 )
@@ -53,7 +52,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab-eval rebuilds the data from it
     model.set_step_settings(step_settings(cfg.trainer))
     datamodule = with_feature_cache(model, datamodule, Path(cfg.paths.cache_dir))
-    params = {**count_parameters(model), "macs": summarize_model(model).macs}
+    report = summarize_model(model)
+    params = {"total": report.params, "trainable": report.trainable, "macs": report.macs}
     log.info(
         "data: %s, %d classes, %d channels, %dx%d; model: %s parameters (%s trainable), %s multiply-adds per image",
         info.name,

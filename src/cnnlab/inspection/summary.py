@@ -8,11 +8,13 @@ The figures come from Lightning's `ModelSummary` (parameters, output sizes) and 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.inspection.layers import first_conv
 from cnnlab.models import ImageClassifier
 from cnnlab.models.backbones import TimmBackbone
@@ -98,6 +100,7 @@ def summarize_model(model: ImageClassifier, depth: int = -1) -> ModelReport:
         # Restored: Lightning's own summary at fit start would otherwise run it too (and torch.compile a graph for it).
         model.example_input_array = example
     flops = summary.flop_counts
+    sizes = dict(zip(summary.layer_names, zip(summary.in_sizes, summary.out_sizes, strict=True), strict=True))
     rows = []
     columns = zip(summary.layer_names, summary.layer_types, summary.out_sizes, summary.param_nums, strict=True)
     for name, kind, out, params in sorted(columns, key=lambda column: order.get(column[0], len(order))):
@@ -114,35 +117,29 @@ def summarize_model(model: ImageClassifier, depth: int = -1) -> ModelReport:
         params=summary.total_parameters,
         trainable=summary.trainable_parameters,
         macs=total_flops // 2,
-        sharing=weight_sharing(model),
+        sharing=first_conv_sharing(model, sizes),
         network_input=next((row.output for row in rows if row.name == "preprocess"), []),
     )
 
 
-@torch.no_grad()
-def weight_sharing(model: ImageClassifier) -> WeightSharing | None:
-    """What the first conv would cost without sharing its kernels across positions (None without a conv)."""
+def first_conv_sharing(model: ImageClassifier, sizes: dict[str, tuple[Any, Any]]) -> WeightSharing | None:
+    """What the first conv would cost without sharing its kernels across positions, from the (input, output) sizes
+    the summary's own forward pass recorded per layer (None without a conv)."""
     try:
         name, conv = first_conv(model)
-    except ValueError:
+    except CnnlabError:
         return None
-    shapes: dict[str, torch.Size] = {}
-    handle = conv.register_forward_hook(lambda _m, i, o: shapes.update(input=i[0].shape[1:], output=o.shape[1:]))
-    was_training = model.training
-    try:
-        model.eval()(example_input(model).to(next(model.parameters()).device))
-    finally:
-        handle.remove()
-        model.train(was_training)  # a model about to be trained must not start with its dropout switched off
-    cin, cout = shapes["input"][0], shapes["output"][0]
-    positions = shapes["output"][1] * shapes["output"][2]
-    inputs = cin * shapes["input"][1] * shapes["input"][2]
+    in_size, out_size = sizes.get(name, (None, None))
+    if not (isinstance(in_size, list) and isinstance(out_size, list) and len(in_size) == len(out_size) == 4):
+        return None  # the conv did not run on a (1, C, H, W) tensor: nothing to compare
+    (cin, height, width), (cout, out_h, out_w) = in_size[1:], out_size[1:]
+    positions, inputs = out_h * out_w, cin * height * width
     bias = conv.bias is not None
     kernel = (cin // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
     return WeightSharing(
         layer=name,
-        input=list(shapes["input"]),
-        output=list(shapes["output"]),
+        input=list(in_size[1:]),
+        output=list(out_size[1:]),
         conv_params=sum(p.numel() for p in conv.parameters()),
         locally_connected_params=positions * cout * (kernel + bias),
         dense_params=positions * cout * (inputs + bias),
