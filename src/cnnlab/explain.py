@@ -24,10 +24,9 @@ from PIL import Image
 from cnnlab.builders import build_loggers
 from cnnlab.checkpoints import load_classifier
 from cnnlab.config_checks import writable_dir_problem
-from cnnlab.data.images import decode_many
 from cnnlab.errors import CnnlabError, Problems, is_int
-from cnnlab.inference import image_files, predict_tensors
-from cnnlab.inspection.cams import CAM_METHODS, INSENSITIVE_RHO, class_maps, sanity_check
+from cnnlab.inference import decoded_batches, image_files, labelled, predict_tensors
+from cnnlab.inspection.cams import CAM_METHODS, SanityStep, class_maps, sanity_check
 from cnnlab.inspection.features import first_layer_filters, stage_activations, strongest_channels
 from cnnlab.inspection.layers import find_layer
 from cnnlab.inspection.pictures import cam_grid, channel_grid, filter_grid, sanity_grid
@@ -124,16 +123,13 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
 def explain_cams(model: ImageClassifier, paths: list[Path], output_dir: Path, cfg: DictConfig, rule: str | int,
                  layer_name: str, writers: list) -> dict[str, Any]:  # fmt: skip
     """One overlay grid per batch of files (and a sanity grid with `sanity=true`); the rows of explain.json."""
-    channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
     layer = dict(model.named_modules())[layer_name]
     k = min(int(cfg.top_k), model.num_classes)
     files, errors, pictures, sanity_rows = [], {}, [], []
-    for batch, start in enumerate(range(0, len(paths), cfg.batch_size)):
-        decoded, good, bad = decode_many(paths[start : start + cfg.batch_size], channels, size)
+    for batch, (images, good, bad) in enumerate(decoded_batches(model, paths, cfg.batch_size)):
         errors.update({str(p): e for p, e in bad.items()})
-        if not decoded:
+        if images is None:
             continue
-        images = torch.stack(decoded)
         probs, top = predict_tensors(model, images, len(images)).topk(k, dim=1)
         classes = target_classes(rule, good, top[:, 0], model.class_names)
         if cfg.sanity:
@@ -151,8 +147,7 @@ def explain_cams(model: ImageClassifier, paths: list[Path], output_dir: Path, cf
         pictures.append(_save(grid, output_dir / f"{safe_name(cfg.method)}_{batch:03d}.png", writers,
                               f"explain/{cfg.method}", batch))  # fmt: skip
         for path, c, p, t in zip(good, top.tolist(), probs.tolist(), classes, strict=True):
-            tops = [{"label": model.class_names[i], "prob": q} for i, q in zip(c, p, strict=True)]
-            files.append({"file": str(path), "target": model.class_names[t], "top": tops})
+            files.append({"file": str(path), "target": model.class_names[t], "top": labelled(model, c, p)})
     report: dict[str, Any] = {"method": cfg.method, "layer": layer_name, "target": str(cfg.target), "files": files,
                               "errors": errors, "pictures": pictures, "explained": len(files)}  # fmt: skip
     if cfg.sanity and sanity_rows:
@@ -169,11 +164,9 @@ def _sanity_summary(batches: list[list]) -> list[dict[str, Any]]:
     """Per randomization step, the rank correlation over every image; the steps whose maps barely changed flagged."""
     rows = []
     for index, step in enumerate(batches[0]):
-        rho = [r for steps in batches for r in steps[index].rho]
-        finite = [r for r in rho if r == r]
-        mean = float(np.mean(finite)) if finite else float("nan")
-        insensitive = mean == mean and abs(mean) >= INSENSITIVE_RHO
-        rows.append({"randomized": step.randomized, "mean_rho": mean, "flat_maps": len(rho) - len(finite),
+        every = SanityStep(step.randomized, [r for steps in batches for r in steps[index].rho], step.maps)
+        mean, insensitive = every.mean_rho, every.insensitive
+        rows.append({"randomized": step.randomized, "mean_rho": mean, "flat_maps": sum(r != r for r in every.rho),
                      "insensitive": insensitive})  # fmt: skip
         flag = "  <- INSENSITIVE: the map barely changed with these weights destroyed" if insensitive else ""
         level = logging.WARNING if insensitive else logging.INFO
@@ -184,14 +177,12 @@ def _sanity_summary(batches: list[list]) -> list[dict[str, Any]]:
 def explain_features(model: ImageClassifier, paths: list[Path], output_dir: Path, max_channels: int,
                      writers: list) -> dict[str, Any]:  # fmt: skip
     """The first readable image's activations per conv stage (strongest channels first) and the first filters."""
-    channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
     errors: dict[str, str] = {}
     image, source = None, None
-    for path in paths:
-        decoded, good, bad = decode_many([path], channels, size)
+    for images, good, bad in decoded_batches(model, paths, 1):
         errors.update({str(p): e for p, e in bad.items()})
-        if decoded:
-            image, source = decoded[0], good[0]
+        if images is not None:
+            image, source = images[0], good[0]
             break
     report: dict[str, Any] = {"files": [], "errors": errors, "pictures": [], "stages": [], "explained": 0}
     if image is None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnlab.data.images import expand_inputs
+from cnnlab.data.images import decode_many, expand_inputs
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
 
@@ -29,6 +29,21 @@ def image_files(inputs: Any) -> list[Path]:
     if not paths:
         raise CnnlabError(f"inputs={inputs!r} matches no image file. Give an image file, a directory or a glob.")
     return paths
+
+
+def decoded_batches(model: ImageClassifier, paths: list[Path], batch_size: int
+                    ) -> Iterator[tuple[torch.Tensor | None, list[Path], dict[Path, str]]]:  # fmt: skip
+    """The files decoded to the channels and size the model was trained on, `batch_size` at a time: (uint8 images,
+    or None when none of the batch could be read; the files they came from; {file: error} for the others)."""
+    channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
+    for start in range(0, len(paths), batch_size):
+        images, good, bad = decode_many(paths[start : start + batch_size], channels, size)
+        yield (torch.stack(images) if images else None), good, bad
+
+
+def labelled(model: ImageClassifier, classes: list[int], probs: list[float]) -> list[dict[str, Any]]:
+    """One image's top-k as [{label, prob}], best first."""
+    return [{"label": model.class_names[c], "prob": p} for c, p in zip(classes, probs, strict=True)]
 
 
 @torch.no_grad()

@@ -16,8 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from cnnlab.checkpoints import load_classifier
-from cnnlab.data.images import decode_many
-from cnnlab.inference import image_files, predict_tensors
+from cnnlab.inference import decoded_batches, image_files, labelled, predict_tensors
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
 from cnnlab.utils.io import write_json_atomic, write_text_atomic
 
@@ -26,18 +25,15 @@ log = logging.getLogger("cnnlab.predict")
 
 def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256) -> tuple[list[dict], dict]:
     """Top-k predictions per readable file, and {path: error} for the others; decoded and run batch by batch."""
-    channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
     k = min(top_k, model.num_classes)
     results, errors = [], {}
-    for start in range(0, len(paths), batch_size):
-        images, good, bad = decode_many(paths[start : start + batch_size], channels, size)
+    for images, good, bad in decoded_batches(model, paths, batch_size):
         errors.update(bad)
-        if not images:
+        if images is None:
             continue
-        probs, classes = predict_tensors(model, torch.stack(images), batch_size).topk(k, dim=1)
+        probs, classes = predict_tensors(model, images, batch_size).topk(k, dim=1)
         for path, p, c in zip(good, probs.tolist(), classes.tolist(), strict=True):
-            results.append({"file": str(path), "top": [{"label": model.class_names[i], "prob": q}
-                                                       for i, q in zip(c, p, strict=True)]})  # fmt: skip
+            results.append({"file": str(path), "top": labelled(model, c, p)})
     return results, errors
 
 

@@ -33,11 +33,7 @@ def strongest_channels(activations: torch.Tensor, count: int) -> tuple[torch.Ten
     """The `count` channels with the largest mean activation, strongest first, each scaled to uint8 0..255 on its
     own range (a map's shape matters here, not its scale): ((count, 1, H, W) uint8, channel indices)."""
     order = activations.flatten(1).mean(1).argsort(descending=True)[:count].tolist()
-    maps = activations[order]
-    low = maps.flatten(1).min(1).values.view(-1, 1, 1)
-    high = maps.flatten(1).max(1).values.view(-1, 1, 1)
-    scaled = (maps - low) / (high - low).clamp(min=1e-12)
-    return (scaled * 255).round().byte().unsqueeze(1), order
+    return each_to_uint8(activations[order]).unsqueeze(1), order
 
 
 def first_layer_filters(model: nn.Module) -> tuple[str, torch.Tensor]:
@@ -45,7 +41,12 @@ def first_layer_filters(model: nn.Module) -> tuple[str, torch.Tensor]:
     its input channels; each scaled on its own range, so a kernel's pattern shows whatever its norm."""
     name, conv = first_conv(model)
     weight = conv.weight.detach().float().cpu()
-    kernels = weight if weight.shape[1] == 3 else weight.mean(1, keepdim=True)
-    low = kernels.flatten(1).min(1).values.view(-1, 1, 1, 1)
-    high = kernels.flatten(1).max(1).values.view(-1, 1, 1, 1)
-    return name, ((kernels - low) / (high - low).clamp(min=1e-12) * 255).round().byte()
+    return name, each_to_uint8(weight if weight.shape[1] == 3 else weight.mean(1, keepdim=True))
+
+
+def each_to_uint8(stack: torch.Tensor) -> torch.Tensor:
+    """Each item of `stack` (first dimension) scaled from its own min..max to uint8 0..255."""
+    flat = stack.flatten(1)
+    shape = (-1,) + (1,) * (stack.ndim - 1)
+    low, high = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
+    return ((stack - low) / (high - low).clamp(min=1e-12) * 255).round().byte()
