@@ -23,10 +23,12 @@ from cnnlab.checkpoints import load_classifier, read_checkpoint
 from cnnlab.data import (
     FashionMNISTDataModule,
     HuggingFaceDataModule,
+    ImageFolderDataModule,
     MNISTDataModule,
     StreamingDataModule,
     TorchvisionDataModule,
 )
+from cnnlab.data.shards import write_shards
 from cnnlab.errors import CnnlabError
 from cnnlab.optimize import optimize
 from cnnlab.predict import predict_files
@@ -308,3 +310,24 @@ def test_streaming_needs_its_shards(tmp_path):
         StreamingDataModule(input_dir=str(tmp_path)).info  # noqa: B018
     with pytest.raises(CnnlabError, match=r"data\.input_dir=.*required"):
         StreamingDataModule(input_dir="???")
+
+
+def test_streamed_sources_are_stored_as_they_decode(hf_copies, tmp_path):
+    """A dataset too large to cache is written from its own storage (an image folder's file bytes, a Hugging Face
+    table's rows): the shards decode to the same tensors as the cached dataset."""
+    for index, (image, label) in enumerate(zip(*fashion_rgb32(60), strict=True)):
+        folder = tmp_path / "folder" / CIFAR_NAMES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{index}.png")
+    sources = {
+        "folder": lambda **kw: ImageFolderDataModule(root=str(tmp_path / "folder"), image_size=32, num_workers=0, **kw),
+        "hf": lambda **kw: HuggingFaceDataModule(path=str(hf_copies["disk"]), num_workers=0, **kw),
+    }
+    for name, make in sources.items():
+        streamed, cached = make(cache_max_gb=0), make()
+        write_shards(streamed, str(tmp_path / f"{name}_shards"), num_workers=1)
+        assert streamed.streaming and not cached.streaming
+        shards = StreamingDataModule(input_dir=str(tmp_path / f"{name}_shards"), num_workers=0)
+        images, labels = zip(*shards.test_dataloader(), strict=True)
+        assert torch.equal(torch.cat(images), cached.info and cached.splits.test[0]), name
+        assert torch.equal(torch.cat(labels), cached.splits.test[1]), name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import torch
 from cnnlab.data.augment import Augment, augment_if_training
 from cnnlab.data.batches import TensorBatches
 from cnnlab.data.checks import check_data
+from cnnlab.data.images import png_bytes
 from cnnlab.data.info import DataInfo
 from cnnlab.data.splits import balanced_subset, stratified_folds, stratified_split
 from cnnlab.errors import CnnlabError, Problems
@@ -150,6 +151,11 @@ class InMemoryDataModule(L.LightningDataModule):
             self.setup()
         assert self._info is not None
         return self._info
+
+    def stored_items(self, split: str) -> tuple[int, Callable[[int], bytes], torch.Tensor]:
+        """What `cnnlab-optimize` writes for a split: (count, index -> the image as a file's bytes, labels)."""
+        images, labels = getattr(self.splits, split)
+        return len(labels), lambda i: png_bytes(images[i]), labels
 
     @property
     def augments_training(self) -> bool:

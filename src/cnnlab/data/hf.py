@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.checks import check_data
 from cnnlab.data.image_folder import decoding_loader
-from cnnlab.data.images import image_to_tensor
+from cnnlab.data.images import image_to_tensor, png_bytes
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError, Problems
 
@@ -188,14 +188,26 @@ class HuggingFaceDataModule(InMemoryDataModule):
         sample = self._tables["train"].select(range(min(512, len(self._tables["train"]))))
         return super()._describe(self._decode(sample, torch.zeros(len(sample)))[0])
 
+    def _split_rows(self, split: str) -> tuple[Any, list[int]]:
+        """Streaming: the Arrow table a split's rows live in (val may be cut from train), and the rows."""
+        table = self._tables["train" if split == "val" and "val" not in self._tables else split]
+        return table, getattr(self.splits, split)[0].flatten().tolist()
+
+    def stored_items(self, split: str) -> tuple[int, Callable[[int], bytes], torch.Tensor]:
+        """Streaming: each row decoded to the configured channels and size, as PNG."""
+        if not self.streaming:
+            return super().stored_items(split)
+        (table, rows), labels = self._split_rows(split), getattr(self.splits, split)[1]
+        key, channels, size = self._image_key, self.channels, self.size
+        return len(labels), lambda i: png_bytes(image_to_tensor(table[rows[i]][key], channels, size)), labels
+
     def _batches(self, split: str, train: bool):
         if not self.streaming:
             return super()._batches(split, train)
         if self.splits is None:
             self.setup()
-        rows, labels = getattr(self.splits, split)
-        table = self._tables["train" if split == "val" and "val" not in self._tables else split]
-        dataset = RowImages(table, rows.flatten().tolist(), labels, self._image_key, self.channels, self.size)
+        table, rows = self._split_rows(split)
+        dataset = RowImages(table, rows, getattr(self.splits, split)[1], self._image_key, self.channels, self.size)
         return decoding_loader(dataset, self.batch_size if train else self.eval_batch_size, train, self.num_workers)
 
 

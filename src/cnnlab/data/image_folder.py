@@ -9,7 +9,7 @@ with a warning that names them; an empty class folder is an error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -178,14 +178,25 @@ class ImageFolderDataModule(InMemoryDataModule):
         images, _, _ = decode_many(files, self.channels, self.size)
         return super()._describe(torch.stack(images))
 
+    def _split_files(self, split: str) -> list[Path]:
+        """Streaming: the files of a split, in the order of its index tensor (val may be cut from train/)."""
+        indices = getattr(self.splits, split)[0]
+        source = "train" if split == "val" and "val" not in self._files_by_split else split
+        all_files = self._files_by_split[source][0]
+        return [all_files[i] for i in indices.flatten().tolist()]
+
+    def stored_items(self, split: str) -> tuple[int, Callable[[int], bytes], torch.Tensor]:
+        """Streaming: each file's own bytes (no decode and re-encode)."""
+        if not self.streaming:
+            return super().stored_items(split)
+        files, labels = self._split_files(split), getattr(self.splits, split)[1]
+        return len(labels), lambda i: files[i].read_bytes(), labels
+
     def _batches(self, split: str, train: bool):
         if not self.streaming:
             return super()._batches(split, train)
         if self.splits is None:
             self.setup()
-        indices, labels = getattr(self.splits, split)
-        source = "train" if split == "val" and "val" not in self._files_by_split else split
-        all_files = self._files_by_split[source][0]
-        files = [all_files[i] for i in indices.flatten().tolist()]
+        files, labels = self._split_files(split), getattr(self.splits, split)[1]
         return decoding_loader(FileImages(files, labels, self.channels, self.size),
                                self.batch_size if train else self.eval_batch_size, train, self.num_workers)  # fmt: skip

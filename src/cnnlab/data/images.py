@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,14 @@ def image_to_tensor(image: Image.Image, channels: int, size: Sequence[int]) -> t
     array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """A uint8 (C, H, W) image as a lossless PNG file's bytes."""
+    buffer = io.BytesIO()
+    array = image.permute(1, 2, 0).numpy()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _to_8bit(image):

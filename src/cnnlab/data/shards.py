@@ -32,31 +32,6 @@ META = "cnnlab.json"
 SPLITS = ("train", "val", "test")
 
 
-def _png(image: torch.Tensor) -> bytes:
-    buffer = io.BytesIO()
-    array = image.permute(1, 2, 0).numpy()
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _split_items(datamodule: InMemoryDataModule, split: str) -> tuple[int, Callable[[int], bytes], torch.Tensor]:
-    """(count, index -> encoded image, labels) of one split, whatever the DataModule holds: decoded tensors (PNG),
-    an image folder streamed from disk (its files' own bytes), a Hugging Face table decoded per row (PNG)."""
-    images, labels = getattr(datamodule.splits, split)
-    files = getattr(datamodule, "_files_by_split", None)
-    if getattr(datamodule, "streaming", False) and files is not None:  # image_folder, too large to cache
-        source = files["train" if split == "val" and "val" not in files else split][0]
-        paths = [source[i] for i in images.flatten().tolist()]
-        return len(labels), lambda i: paths[i].read_bytes(), labels
-    tables = getattr(datamodule, "_tables", None)
-    if getattr(datamodule, "streaming", False) and tables is not None:  # data=hf, too large to cache
-        table = tables["train" if split == "val" and "val" not in tables else split]
-        rows, key = images.flatten().tolist(), datamodule._image_key
-        size, channels = datamodule.size, datamodule.channels
-        return len(labels), lambda i: _png(image_to_tensor(table[rows[i]][key], channels, size)), labels
-    return len(labels), lambda i: _png(images[i]), labels
-
-
 def _item(encode: Callable[[int], bytes], labels: torch.Tensor, index: int) -> dict[str, Any]:
     return {"index": index, "image": encode(index), "label": int(labels[index])}
 
@@ -68,7 +43,7 @@ def write_shards(datamodule: InMemoryDataModule, output_dir: str, chunk_bytes: s
     info = datamodule.info
     counts = {}
     for split in SPLITS:
-        count, encode, labels = _split_items(datamodule, split)
+        count, encode, labels = datamodule.stored_items(split)
         counts[split] = count
         optimize(fn=functools.partial(_item, encode, labels), inputs=list(range(count)),
                  output_dir=f"{output_dir.rstrip('/')}/{split}", chunk_bytes=chunk_bytes, num_workers=num_workers,
