@@ -331,3 +331,14 @@ def test_streamed_sources_are_stored_as_they_decode(hf_copies, tmp_path):
         images, labels = zip(*shards.test_dataloader(), strict=True)
         assert torch.equal(torch.cat(images), cached.info and cached.splits.test[0]), name
         assert torch.equal(torch.cat(labels), cached.splits.test[1]), name
+
+
+def test_new_data_keys_are_checked_in_one_message(tmp_path):
+    with pytest.raises(CnnlabError) as err:
+        TorchvisionDataModule(name="CIFAR10", mean=[0.5, 2.0, 0.5], std=[0.2, 0.0, 0.2])
+    assert "data.mean=[0.5, 2.0, 0.5]" in str(err.value) and "data.std=[0.2, 0.0, 0.2]" in str(err.value)
+    with pytest.raises(CnnlabError, match=r"data\.max_cache_size='lots': a number of bytes or a size such as 64MB"):
+        StreamingDataModule(input_dir=str(tmp_path), max_cache_size="lots")
+    cfg = compose_config("optimize", [f"output_dir={tmp_path}", "chunk_bytes=huge"], tmp_path, tmp_path / "run")
+    with pytest.raises(CnnlabError, match=r"nothing was written(.|\n)*chunk_bytes='huge'"):
+        optimize(cfg)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from cnnlab.builders import build_datamodule
 from cnnlab.config_checks import writable_dir_problem
 from cnnlab.data.base import InMemoryDataModule
-from cnnlab.data.checks import check_data
+from cnnlab.data.checks import check_byte_size, check_data
 from cnnlab.data.shards import write_shards
 from cnnlab.errors import CnnlabError, Problems
 from cnnlab.utils.cli import hydra_cli
@@ -35,6 +35,7 @@ def optimize(cfg: DictConfig) -> dict[str, Any]:
         if problem:
             problems.add(f"output_dir={output!r} {problem}")
     problems.int_at_least("num_workers", cfg.get("num_workers"), 1)
+    check_byte_size("chunk_bytes", cfg.get("chunk_bytes"), problems)
     check_data(resolved_config(cfg).get("data") or {}, problems)
     problems.raise_if_any("invalid cnnlab-optimize configuration (nothing was written)")
     datamodule, info = build_datamodule(cfg.data)

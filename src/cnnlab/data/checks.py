@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
         problems.check(ok, "data.cache_max_gb", values["cache_max_gb"], "a number >= 0 (0 = always stream from disk)")
     if "num_workers" in values:
         problems.int_at_least("data.num_workers", values["num_workers"], 0)
+    for key in ("mean", "std"):  # data=torchvision's published statistics
+        if values.get(key) is not None:
+            stats = values[key]
+            ok = isinstance(stats, Sequence) and not isinstance(stats, str) and len(stats) in (1, 3)
+            ok = ok and all(is_number(v) and (v > 0 if key == "std" else 0 <= v <= 1) for v in stats)
+            problems.check(ok, f"data.{key}", stats, "null (measured) or 1 or 3 numbers "
+                           + ("> 0" if key == "std" else "in [0, 1]"))  # fmt: skip
+    if "max_cache_size" in values:
+        check_byte_size("data.max_cache_size", values["max_cache_size"], problems)
     if "input_dir" in values:
         ok = isinstance(values["input_dir"], str) and values["input_dir"] not in ("", "???")
         problems.check(ok, "data.input_dir", values["input_dir"], "required: the folder (or s3:// URI) that "
@@ -84,6 +94,15 @@ def check_augment(values: Any, problems: Problems) -> None:
     fills = list(fill) if isinstance(fill, Sequence) and not isinstance(fill, str) else [fill]
     ok = bool(fills) and all(is_int(v) and 0 <= v <= 255 for v in fills)
     problems.check(ok, "data.augment.fill", fill, "an integer 0..255, or one per channel")
+
+
+BYTE_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB)$", re.IGNORECASE)
+
+
+def check_byte_size(key: str, value: Any, problems: Problems) -> None:
+    """A size LitData reads: an integer number of bytes or a string such as 64MB, 10GB."""
+    ok = (is_int(value) and value >= 1) or (isinstance(value, str) and BYTE_SIZE.match(value.strip()) is not None)
+    problems.check(ok, key, value, "a number of bytes or a size such as 64MB or 10GB")
 
 
 HF_FORMATS = ("auto", "disk", "parquet", "imagefolder")

@@ -101,7 +101,7 @@ class StreamingDataModule(L.LightningDataModule):
         super().__init__()
         problems = Problems()
         check_data(dict(input_dir=input_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                        num_workers=num_workers, augment=augment), problems)  # fmt: skip
+                        num_workers=num_workers, augment=augment, max_cache_size=max_cache_size), problems)  # fmt: skip
         problems.raise_if_any("invalid data=streaming configuration")
         self.input_dir = str(input_dir).rstrip("/")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size

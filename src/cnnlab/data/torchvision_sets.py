@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import InMemoryDataModule
+from cnnlab.data.checks import check_data
 from cnnlab.data.info import DataInfo
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Problems
 from cnnlab.utils.io import unpickle_arrays
 
 CIFAR_SIDE = 32
@@ -59,6 +60,9 @@ class TorchvisionDataModule(InMemoryDataModule):
     def __init__(self, name: str = "CIFAR10", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        problems = Problems()
+        check_data(dict(mean=mean, std=std), problems)
+        problems.raise_if_any(f"invalid data=torchvision configuration for {name}")
         self.name = str(name)
         self.display_name = self.name
         self.mean, self.std = mean, std
