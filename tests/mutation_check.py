@@ -22,8 +22,8 @@ MUTATIONS = {
                             "pass", ["tests/test_reliability.py"]),
     "no-loader-resume": ("callbacks.py", "        states, self._loader_states = self._loader_states, []",
                          "        states, self._loader_states = [], []", ["tests/test_reliability.py"]),
-    "predict-swaps-two-classes": ("predict.py", '"label": model.class_names[i]',
-                                  '"label": model.class_names[{0: 1, 1: 0}.get(i, i)]', ["tests/test_apply.py"]),
+    "predict-swaps-two-classes": ("inference.py", '"label": model.class_names[c]',
+                                  '"label": model.class_names[{0: 1, 1: 0}.get(c, c)]', ["tests/test_apply.py"]),
     "non-atomic-checkpoints": ("checkpoints.py", "write_atomic(path, lambda handle: torch.save(checkpoint, handle))",
                                "torch.save(checkpoint, path)", ["tests/test_reliability.py"]),
     "accumulation-without-division": ("models/optimization.py", "module.manual_backward(loss / n if n > 1 else loss)",
@@ -35,6 +35,22 @@ MUTATIONS = {
     "macs-without-the-head": ("inspection/summary.py", "macs=total_flops // 2,",
                               "macs=(total_flops - sum(sum(flops.get(r.name, {}).values()) for r in rows "
                               "if r.name.startswith('head'))) // 2,", ["tests/test_summary.py"]),
+    "tta-is-plain": ("models/tta.py", '    if mode == "none":\n        return logits_of(images)',
+                     "    return logits_of(images)", ["tests/test_recipes.py"]),
+    "mixup-keeps-targets": ("models/mixing.py", "return (self.cutmix if use_cutmix else self.mixup)(images, labels)",
+                            "return images, F.one_hot(labels, self.num_classes).to(images.dtype)",
+                            ["tests/test_recipes.py"]),
+    "ema-test-loads-raw": ("callbacks.py", 'if trainer.state.fn == "fit":\n            super().on_load_checkpoint',
+                           "if True:\n            super().on_load_checkpoint", ["tests/test_recipes.py"]),
+    "policy-one-op-per-batch": ("data/policies.py", "(len(names), (n,), device=images.device, generator=generator)",
+                                "(len(names), (1,), device=images.device, generator=generator).expand(n)",
+                                ["tests/test_recipes.py"]),
+    "decay-on-biases": ("transfer/policy.py", 'return param.ndim <= 1 or name.endswith(".bias") or name in named',
+                        "return False or name in named", ["tests/test_recipes.py"]),
+    "lr-finder-not-applied": ("train.py", '        use_lr(model, findings["suggestion"])', "        pass",
+                              ["tests/test_recipes.py"]),
+    "class-weights-ignored": ("models/classifier.py", "weight=self.class_weight, label_smoothing",
+                              "weight=None, label_smoothing", ["tests/test_recipes.py"]),
 }  # fmt: skip
 
 

@@ -122,3 +122,17 @@ def test_the_readme_table_lists_every_case():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [case_id for case_id, *_ in CASES if f"`{case_id}`" not in readme]
     assert not missing, f"README's bad-input table lacks {missing}"
+
+
+def test_the_training_tools_keys_are_checked_in_the_same_one_message(make_cfg, monkeypatch):
+    monkeypatch.setattr(InMemoryDataModule, "setup", lambda *a: pytest.fail("data was read before the check"))
+    cfg = make_cfg("model.mix={mixup_alpha: -1}", "model.tta=mirror", "model.class_weights=inverse", "callbacks=ema",
+                   "callbacks.ema.decay=2", "+data.augment={policy: autoaugment}", "tune=lr_find", "tune.max_lr=0",
+                   "optimizer.decay_norm_and_bias=maybe")  # fmt: skip
+    with pytest.raises(Exception) as err:
+        train(cfg)
+    message = str(find_user_error(err.value))
+    for key in ("model.mix.mixup_alpha=-1", "model.tta='mirror'", "model.class_weights='inverse'",
+                "callbacks.ema.decay=2", "data.augment.policy='autoaugment'", "tune.max_lr=0",
+                "optimizer.decay_norm_and_bias='maybe'"):  # fmt: skip
+        assert key in message, key

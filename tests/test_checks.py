@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cnnlab.config_checks import check_trainer
+from cnnlab.config_checks import check_callbacks, check_trainer, check_tune
 from cnnlab.data.checks import check_augment, check_data
 from cnnlab.errors import Problems
 from cnnlab.models.checks import check_model, image_size_pair
@@ -14,6 +14,7 @@ from cnnlab.models.optimization import check_optimizer
 from cnnlab.models.schedules import check_scheduler
 
 CNN = {"_target_": "cnnlab.models.cnn.SeedCNN", "widths": [32, 64], "kernel_size": 3, "padding": 0}
+EMA = {"_target_": "cnnlab.callbacks.EMA", "decay": 0.999}
 TIMM = {"_target_": "cnnlab.models.backbones.TimmBackbone", "name": "resnet18", "in_chans_mode": "repeat"}
 CASES = [
     (check_data, {"batch_size": 0}, r"data.batch_size=0: an integer >= 1"),
@@ -37,6 +38,24 @@ CASES = [
     (check_model, {"head": {"hidden": [0]}}, r"model.head.hidden=\[0\]: a list of integers >= 1"),
     (check_model, {"compile": "yes"}, r"model.compile='yes': true or false"),
     (check_model, {"weights": "/nowhere.pth"}, r"model.weights='/nowhere.pth': no such file"),
+    (check_augment, {"policy": "autoaugment"}, r"data.augment.policy='autoaugment': one of None, randaugment, triv"),
+    (check_augment, {"policy_magnitude": 31}, r"data.augment.policy_magnitude=31: a bin 0..30"),
+    (check_augment, {"policy_ops": 0}, r"data.augment.policy_ops=0: an integer >= 1"),
+    (check_model, {"mix": {"mixup_alpha": -1}}, r"model.mix.mixup_alpha=-1: a number >= 0"),
+    (check_model, {"mix": {"prob": 2}}, r"model.mix.prob=2: a number in \[0, 1\]"),
+    (check_model, {"mix": {"mixup": 0.8}}, r"model.mix.mixup=0.8: one of the keys mixup_alpha, cutmix_alpha"),
+    (check_model, {"mix": {"stop_epoch": -1}}, r"model.mix.stop_epoch=-1: null \(mix every epoch\)"),
+    (check_model, {"mix": 0.8}, r"model.mix=0.8 is not a mapping"),
+    (check_model, {"tta": "mirror"}, r"model.tta='mirror': one of none, flip, shift, flip_shift"),
+    (check_model, {"class_weights": "inverse"}, r"model.class_weights='inverse': null, balanced, or a list"),
+    (check_model, {"class_weights": [1, -2]}, r"model.class_weights=\[1, -2\]: null, balanced"),
+    (check_optimizer, {"lr": 1e-3, "decay_norm_and_bias": "no"}, r"optimizer.decay_norm_and_bias='no': true or false"),
+    (check_callbacks, {"ema": {**EMA, "decay": 1.0}}, r"callbacks.ema.decay=1.0: a number in \(0, 1\)"),
+    (check_callbacks, {"ema": {**EMA, "every_n_steps": 0}}, r"callbacks.ema.every_n_steps=0: an integer >= 1"),
+    (check_tune, {"min_lr": 1e-2, "max_lr": 1e-3}, r"tune.max_lr=0.001: a number > tune.min_lr"),
+    (check_tune, {"num_training": 5}, r"tune.num_training=5: an integer >= 20"),
+    (check_tune, {"mode": "log"}, r"tune.mode='log': one of exponential, linear"),
+    (check_tune, {"apply": "yes"}, r"tune.apply='yes': true or false"),
     (check_optimizer, {"lr": -1}, r"optimizer.lr=-1: a number > 0"),
     (check_optimizer, {"lr": 0.1, "momentum": 1.0}, r"optimizer.momentum=1.0: a number in \[0, 1\)"),
     (check_scheduler, {"pct_start": 0}, r"scheduler.pct_start=0: a number in \(0, 1\)"),
@@ -58,7 +77,13 @@ def test_each_rule_names_the_key_the_value_and_what_is_allowed(check, values, me
     (check_data, {"batch_size": 64, "val_fraction": 0.1, "train_size": None, "augment": {"translate": 2}}),
     (check_model, {"backbone": CNN, "image_size": None, "head": {"hidden": [128], "dropout": 0.5}}),
     (check_model, {"backbone": TIMM, "image_size": 64}),
-    (check_optimizer, {"lr": 1e-3, "weight_decay": 0.05}),
+    (check_optimizer, {"lr": 1e-3, "weight_decay": 0.05, "decay_norm_and_bias": False}),
+    (check_model, {"mix": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "stop_epoch": 10}, "tta": "flip_shift",
+                   "class_weights": "balanced"}),
+    (check_model, {"class_weights": [1, 2.5, 0]}),
+    (check_augment, {"policy": "trivialaugment", "hflip": True}),
+    (check_callbacks, {"ema": EMA, "model_checkpoint": {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint"}}),
+    (check_tune, {"min_lr": 1e-6, "max_lr": 1.0, "num_training": 100, "apply": True}),
     (check_scheduler, {"warmup_fraction": 0.1, "min_factor": 0.0}),
     (check_trainer, {"max_epochs": 5, "precision": "32-true", "accumulate_grad_batches": 4, "max_time": "00:01:00:00"}),
 ])  # fmt: skip
@@ -72,4 +97,5 @@ def test_cnn_size_arithmetic():
     assert feature_map_side(28, 3, 0, 2) == 5  # the seed CNN: 28 -> 26 -> 13 -> 11 -> 5 (64 x 5 x 5 = 1,600)
     assert feature_map_side(28, 3, 1, 3) == 3
     assert feature_map_side(8, 3, 0, 2) == 0
+    assert feature_map_side(28, 3, 0, 2, convs=2) == 4  # 28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4
     assert image_size_pair(28) == [28, 28] and image_size_pair([32, 48]) == [32, 48] and image_size_pair(0) is None

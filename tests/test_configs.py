@@ -12,6 +12,7 @@ from cnnlab.builders import build_callbacks, build_loggers, build_model, build_t
 from cnnlab.config_checks import check_train_config, check_trainer
 from cnnlab.data import DigitsDataModule
 from cnnlab.errors import Problems
+from cnnlab.models.optimization import optimizer_arguments
 from cnnlab.transfer.policy import TransferConfig
 from cnnlab.utils.config import build, conf_dir, resolved_config
 
@@ -55,7 +56,7 @@ def build_option(cfg, group: str, option: str, info, tmp_path: Path) -> None:
         check_model_runs(cfg, info)
         assert TransferConfig.from_dict(resolved_config(cfg)["transfer"]).mode in ("scratch", "frozen", "finetune")
     elif group == "optimizer":
-        optimizer = build(cfg.optimizer)([torch.nn.Parameter(torch.zeros(2))])
+        optimizer = build(optimizer_arguments(resolved_config(cfg)["optimizer"]))([torch.nn.Parameter(torch.zeros(2))])
         assert optimizer.param_groups[0]["lr"] > 0
     elif group == "scheduler":
         factor = build(cfg.scheduler)(total_steps=100)

@@ -67,12 +67,20 @@ def comparable(metrics: dict) -> dict:
     return {k: Path(v).name if k == "best_checkpoint" else v for k, v in metrics.items() if k != "duration_s"}
 
 
-def test_sigterm_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, fashion_dir):
-    reference = run_train([*RECIPE, f"hydra.run.dir={tmp_path / 'reference'}"], tmp_path)
+# The training tools that keep state or draw random numbers: the EMA's average and step count, mixup's and the policy's
+# draws, the class weights; TTA at the test. A resume must end with the same metrics with all of them on.
+TOOLS = ["callbacks=ema", "callbacks.ema.decay=0.9", "model.mix={mixup_alpha: 0.4, cutmix_alpha: 1.0}",
+         "+data.augment={policy: randaugment, hflip: true}", "model.class_weights=balanced",
+         "model.tta=flip"]  # fmt: skip
+
+
+@pytest.mark.parametrize("tools", [[], TOOLS], ids=["plain", "with_training_tools"])
+def test_sigterm_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, fashion_dir, tools):
+    reference = run_train([*RECIPE, *tools, f"hydra.run.dir={tmp_path / 'reference'}"], tmp_path)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     run_dir = tmp_path / "interrupted"
-    args = [*RECIPE, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=1"]
+    args = [*RECIPE, *tools, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=1"]
     code, output = train_until_sigterm(args, tmp_path, after_steps=5)
     assert code == 128 + signal.SIGTERM, output[-2000:]
     assert "ckpt_path=last" in output and not (run_dir / "metrics.json").exists()
@@ -80,7 +88,7 @@ def test_sigterm_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tm
     in_epoch = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
     assert saved["epoch"] == 1 and 0 < in_epoch < STEPS_PER_EPOCH  # stopped mid-epoch, as the test intends
 
-    resumed = run_train([*RECIPE, f"hydra.run.dir={run_dir}", "ckpt_path=last"], tmp_path)
+    resumed = run_train([*RECIPE, *tools, f"hydra.run.dir={run_dir}", "ckpt_path=last"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())
     actual = json.loads((run_dir / "metrics.json").read_text())

@@ -128,3 +128,31 @@ def test_ddp_on_cpu_finetune_unfreezes_at_the_configured_epoch(tmp_path, fashion
     assert not torch.equal(second["state_dict"][key], pretrained["conv_stem.weight"])  # epoch 1: training
     stem_lr = [g["lr"] for g in second["optimizer_states"][0]["param_groups"] if g["name"] == "backbone.stage0"]
     assert stem_lr and stem_lr[0] > 0
+
+
+def test_ddp_on_cpu_with_the_training_tools_on(tmp_path, fashion_dir):
+    """Two CPU processes with EMA, mixup / CutMix, RandAugment, TTA and class weights: the average is built and
+    checkpointed once (rank 0 writes), both ranks step together, and the test runs on the averaged weights."""
+    import torch
+
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false"]
+    tools = [
+        "callbacks=ema",
+        "callbacks.ema.decay=0.9",
+        "model.mix={mixup_alpha: 0.4, cutmix_alpha: 1.0}",
+        "+data.augment={policy: trivialaugment, hflip: true}",
+        "model.tta=flip",
+        "model.class_weights=balanced",
+    ]
+    small = ["data.train_size=200", "data.batch_size=25", "data.val_fraction=0.02", "trainer.max_epochs=2",
+             "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+    result = cnnlab_train([*ddp, *tools, *small], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics_files = list((tmp_path / "outputs").rglob("metrics.json"))
+    assert len(metrics_files) == 1
+    metrics = json.loads(metrics_files[0].read_text())
+    assert metrics["global_step"] == 8 and metrics["test/acc"] > 0.1  # 2 epochs x 200 images / 2 ranks / batch 25
+    best = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=True)
+    key = "backbone.features.0.weight"
+    assert not torch.equal(best["state_dict"][key], best["current_model_state"][key])
+    assert best["hyper_parameters"]["tta"] == "flip" and len(best["hyper_parameters"]["class_weights"]) == 10

@@ -99,8 +99,10 @@ def test_finetune_trains_backbone_with_discriminative_lrs(make_cfg, fashion_dir)
     assert not torch.equal(before["model.bn1.running_mean"], after["model.bn1.running_mean"])
     lrs = captured["lrs"]
     stages = sorted(
-        (k for k in lrs if k.startswith("backbone.stage")), key=lambda k: int(k.removeprefix("backbone.stage"))
+        (k for k in lrs if k.startswith("backbone.stage") and not k.endswith("/no_decay")),
+        key=lambda k: int(k.removeprefix("backbone.stage")),
     )
+    assert all(lrs[f"{k}/no_decay"] == lrs[k] for k in stages if f"{k}/no_decay" in lrs)  # decay groups: same LRs
     assert lrs["head"] == pytest.approx(0.002)
     assert lrs[stages[-1]] == pytest.approx(0.002 * 0.1)
     assert lrs[stages[-2]] == pytest.approx(0.002 * 0.1 * 0.5)

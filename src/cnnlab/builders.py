@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from cnnlab.checkpoints import AtomicCheckpointIO
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.feature_cache import FeatureDataModule
-from cnnlab.data.info import DataInfo, describe_data
+from cnnlab.data.info import DataInfo, describe_data, train_class_counts
 from cnnlab.errors import CnnlabError
 from cnnlab.models.optimization import StepSettings
 from cnnlab.utils.config import build
+
+log = logging.getLogger("cnnlab.builders")
 
 
 def build_datamodule(data_cfg: Any) -> tuple[L.LightningDataModule, DataInfo]:
@@ -31,10 +34,17 @@ def build_datamodule(data_cfg: Any) -> tuple[L.LightningDataModule, DataInfo]:
     return datamodule, describe_data(datamodule, target)
 
 
-def build_model(cfg: DictConfig, info: DataInfo) -> LightningModule:
-    """The model config plus what the data knows (classes, channels, size, stats) and the optimisation."""
+def build_model(cfg: DictConfig, info: DataInfo, datamodule: L.LightningDataModule | None = None) -> LightningModule:
+    """The model config plus what the data knows (classes, channels, size, stats) and the optimisation;
+    `model.class_weights=balanced` is resolved here from the `datamodule`'s training labels."""
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     target = hydra.utils.get_class(kwargs.pop("_target_"))
+    if kwargs.get("class_weights") == "balanced":
+        kwargs["class_weights"] = balanced_class_weights(datamodule, info)
+    elif kwargs.get("class_weights") is not None and len(kwargs["class_weights"]) != info.num_classes:
+        raise CnnlabError(f"model.class_weights has {len(kwargs['class_weights'])} weights but {info.name} has "
+                          f"{info.num_classes} classes ({', '.join(info.class_names)}): give one per class, in "
+                          "that order, or model.class_weights=balanced.")  # fmt: skip
     return target(
         **kwargs,
         data=info.as_dict(),
@@ -42,6 +52,24 @@ def build_model(cfg: DictConfig, info: DataInfo) -> LightningModule:
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
         transfer=OmegaConf.to_container(cfg.transfer, resolve=True) if cfg.get("transfer") else None,
     )
+
+
+def balanced_class_weights(datamodule: L.LightningDataModule | None, info: DataInfo) -> list[float]:
+    """scikit-learn's "balanced" weights, n / (classes * count of the class), from the training split's labels:
+    every class then weighs as much in the loss as if the classes were equally common."""
+    if datamodule is None:
+        raise CnnlabError("model.class_weights=balanced needs the DataModule to count its training labels.")
+    counts = train_class_counts(datamodule, info.num_classes)
+    missing = [info.class_names[i] for i, c in enumerate(counts.tolist()) if c == 0]
+    if missing:
+        raise CnnlabError(
+            f"model.class_weights=balanced: no training image of class {', '.join(missing)}; its weight would be "
+            "infinite. Give model.class_weights=[...] yourself, or data with every class."
+        )
+    weights = counts.sum() / (info.num_classes * counts.double())
+    shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(info.class_names, weights.tolist(), strict=True))
+    log.info("class weights (balanced): %s", shown)
+    return [round(float(w), 6) for w in weights]
 
 
 def wants_feature_cache(model: LightningModule, datamodule: L.LightningDataModule) -> bool:
@@ -53,6 +81,8 @@ def wants_feature_cache(model: LightningModule, datamodule: L.LightningDataModul
         and config.cache_features
         and isinstance(datamodule, InMemoryDataModule)
         and not datamodule.augments_training
+        and not model.mixer.mix.active  # mixing and TTA change what the backbone sees
+        and model.tta == "none"
     )
 
 

@@ -32,6 +32,7 @@ from cnnlab.utils.config import resolved_config
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PROFILERS = (None, "simple", "advanced", "pytorch")
+LR_FIND_KEYS = ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "apply")  # tune=lr_find
 TRAINER_KEYS = tuple(p for p in inspect.signature(L.Trainer.__init__).parameters if p != "self")
 # Trainer arguments cnnlab fills itself, and what to set instead.
 SET_BY_CNNLAB = {
@@ -140,6 +141,36 @@ def _check_hardware(values: Mapping[str, Any], problems: Problems) -> None:
                    "registered strategies)")  # fmt: skip
 
 
+def check_callbacks(values: Mapping[str, Any] | None, problems: Problems) -> None:
+    """The rules for cnnlab's own callbacks' values (`callbacks.ema.*`); Lightning's check their own."""
+    for name, entry in (values or {}).items():
+        if not isinstance(entry, Mapping) or entry.get("_target_") != "cnnlab.callbacks.EMA":
+            continue
+        decay = entry.get("decay", 0.999)
+        problems.check(is_number(decay) and 0 < decay < 1, f"callbacks.{name}.decay", decay,
+                       "a number in (0, 1), e.g. 0.999 (an average over about 1 / (1 - decay) steps)")  # fmt: skip
+        problems.int_at_least(f"callbacks.{name}.every_n_steps", entry.get("every_n_steps", 1), 1)
+        problems.int_at_least(f"callbacks.{name}.start_step", entry.get("start_step", 0), 0)
+
+
+def check_tune(values: Mapping[str, Any] | None, problems: Problems) -> None:
+    """The rules for `tune.*` (tune=lr_find)."""
+    if values is None:
+        return
+    for key in values:
+        problems.check(key in LR_FIND_KEYS, f"tune.{key}", values[key], "one of the keys " + ", ".join(LR_FIND_KEYS))
+    low, high = values.get("min_lr", 1e-6), values.get("max_lr", 1.0)
+    problems.check(is_number(low) and low > 0, "tune.min_lr", low, "a number > 0")
+    ok = is_number(high) and (not is_number(low) or high > low)
+    problems.check(ok, "tune.max_lr", high, "a number > tune.min_lr")
+    problems.int_at_least("tune.num_training", values.get("num_training", 100), 20, note=" (steps of the sweep)")
+    problems.one_of("tune.mode", values.get("mode", "exponential"), ("exponential", "linear"))
+    threshold = values.get("early_stop_threshold", 4.0)
+    problems.check(threshold is None or (is_number(threshold) and threshold > 1), "tune.early_stop_threshold",
+                   threshold, "null (never stop early) or a number > 1")  # fmt: skip
+    problems.flag("tune.apply", values.get("apply", False))
+
+
 def check_output_dirs(paths: Mapping[str, Any], problems: Problems) -> None:
     """The run writes under log_dir and output_dir: both must be (or become) writable directories."""
     for key in ("log_dir", "output_dir"):
@@ -180,6 +211,10 @@ def check_train_config(cfg: DictConfig) -> None:
     check_scheduler(values.get("scheduler"), problems)
     TransferConfig.check(values.get("transfer"), problems)
     check_trainer(values.get("trainer") or {}, problems)
+    check_callbacks(values.get("callbacks"), problems)
+    check_tune(values.get("tune"), problems)
+    if values.get("tune") and not values.get("train"):
+        problems.add("tune=lr_find with train=false: the LR finder trains for its sweep; drop tune or set train=true.")
     check_output_dirs(values.get("paths") or {}, problems)
     if values.get("train"):
         check_resume(values.get("ckpt_path"), checkpoint_dir(cfg), problems)

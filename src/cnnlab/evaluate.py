@@ -16,7 +16,7 @@ from torchvision.io import write_png
 from cnnlab.builders import build_datamodule, build_loggers
 from cnnlab.checkpoints import load_classifier, resolve_checkpoint, trained_data_config
 from cnnlab.errors import CnnlabError
-from cnnlab.inference import TestRun, run_test_split
+from cnnlab.inference import TestRun, run_test_split, use_tta
 from cnnlab.utils.cli import hydra_cli
 from cnnlab.utils.figures import image_grid
 from cnnlab.utils.io import write_json_atomic
@@ -66,13 +66,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate `ckpt_path` on a test split; writes metrics.json, confusion_matrix.png and mistakes.png."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
-    model = load_classifier(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    model = use_tta(load_classifier(checkpoint, "cuda" if torch.cuda.is_available() else "cpu"), cfg.get("tta"))
     batches, info = _test_batches(cfg, model, checkpoint)
     run = run_test_split(model, batches, cfg.num_mistakes)
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
     confusion.index_put_((run.labels, run.preds), torch.ones_like(run.labels), accumulate=True)
     report = classification_report(confusion, model.class_names)
     report["test/loss"] = run.loss
+    report["tta"] = model.tta
     report.update({"checkpoint": str(checkpoint), "data": info.name, "images": len(run.labels)})
 
     write_json_atomic(output_dir / "metrics.json", report)

@@ -12,6 +12,8 @@ from omegaconf import DictConfig
 
 from cnnlab.checkpoints import load_classifier, resolve_checkpoint
 from cnnlab.errors import CnnlabError
+from cnnlab.inference import use_tta
+from cnnlab.models.tta import tta_logits
 from cnnlab.utils.cli import hydra_cli
 from cnnlab.utils.io import write_json_atomic
 
@@ -27,8 +29,24 @@ def example_batch(model, batch: int = 4, seed: int = 0) -> torch.Tensor:
     )
 
 
+class Answering(torch.nn.Module):
+    """What an exported file runs: the classifier's preprocessing, backbone and head, averaged over the test-time
+    views of its `model.tta` (traced into the graph) - `predict_logits` without the LightningModule around it."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.preprocess, self.backbone, self.head = model.preprocess, model.backbone, model.head
+        self.tta = model.tta
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(self.preprocess(images)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return tta_logits(self.logits, images, self.tta)
+
+
 def export_torchscript(model, path: Path) -> Any:
-    scripted = model.to_torchscript(method="trace", example_inputs=example_batch(model))
+    scripted = torch.jit.trace(Answering(model).eval(), example_batch(model))
     scripted.save(str(path))
     loaded = torch.jit.load(str(path))
     return lambda x: loaded(x)
@@ -39,8 +57,9 @@ def export_onnx(model, path: Path) -> Any:
         import onnxruntime  # lazy: an optional extra (`export`), needed by this format alone
     except ImportError as err:
         raise CnnlabError("format=onnx needs onnx and onnxruntime: pip install -e '.[export]'") from err
-    torch.onnx.export(model, (example_batch(model),), str(path), input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)  # fmt: skip
+    torch.onnx.export(Answering(model).eval(), (example_batch(model),), str(path), input_names=["images"],
+                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False)  # fmt: skip
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(["logits"], {"images": x.numpy()})[0])
 
@@ -50,7 +69,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if cfg.format not in FORMATS:
         raise CnnlabError(f"format={cfg.format!r}: use one of {', '.join(FORMATS)}.")
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
-    model = load_classifier(checkpoint, "cpu")
+    model = use_tta(load_classifier(checkpoint, "cpu"), cfg.get("tta"))
     model.preprocess.channels_last = False  # a plain layout exports to the most runtimes
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[cfg.format]
     path = Path(cfg.output) if cfg.output else checkpoint.with_suffix(suffix)
@@ -58,14 +77,15 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     run = (export_onnx if cfg.format == "onnx" else export_torchscript)(model, path)
     images = example_batch(model, batch=8, seed=1)
     with torch.no_grad():
-        expected = model(images)
+        expected = model.predict_logits(images)
     max_diff = float((run(images) - expected).abs().max())
     if max_diff > TOLERANCE:
         raise CnnlabError(
             f"the exported {cfg.format} model differs from the checkpoint by {max_diff:.2e} (> {TOLERANCE})"
         )
     info = {"file": str(path), "format": cfg.format, "checkpoint": str(checkpoint), "max_abs_diff": max_diff,
-            "output": "logits (N, classes); softmax gives probabilities", **model.preprocessing()}  # fmt: skip
+            "output": "logits (N, classes); softmax gives probabilities", **model.preprocessing(),
+            "tta": model.tta}  # fmt: skip
     write_json_atomic(path.with_suffix(path.suffix + ".json"), info)
     log.info("exported %s (max |logit difference| %.1e); preprocessing in %s.json", path, max_diff, path)
     return info

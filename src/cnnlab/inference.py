@@ -13,6 +13,7 @@ import torch
 from cnnlab.data.images import decode_many, expand_inputs
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
+from cnnlab.models.tta import TTA_MODES
 
 log = logging.getLogger("cnnlab.inference")
 
@@ -46,12 +47,24 @@ def labelled(model: ImageClassifier, classes: list[int], probs: list[float]) -> 
     return [{"label": model.class_names[c], "prob": p} for c, p in zip(classes, probs, strict=True)]
 
 
+def use_tta(model: ImageClassifier, mode: str | None) -> ImageClassifier:
+    """`tta=<mode>` of cnnlab-eval / predict / export: the checkpoint's own `model.tta` when null, else `mode`."""
+    if mode is not None:
+        if mode not in TTA_MODES:
+            raise CnnlabError(f"tta={mode!r}: use one of {', '.join(TTA_MODES)}, or null for the checkpoint's own "
+                              f"({model.tta}).")  # fmt: skip
+        model.tta = mode
+    log.info("test-time augmentation: %s", model.tta)
+    return model
+
+
 @torch.no_grad()
 def predict_tensors(model: ImageClassifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Softmax probabilities for uint8 images, batched on the model's device."""
     device = next(model.parameters()).device
     return torch.cat([
-        model(images[i : i + batch_size].to(device)).float().softmax(1).cpu() for i in range(0, len(images), batch_size)
+        model.predict_logits(images[i : i + batch_size].to(device)).float().softmax(1).cpu()
+        for i in range(0, len(images), batch_size)
     ])  # fmt: skip
 
 
@@ -75,7 +88,7 @@ def run_test_split(model: ImageClassifier, batches: Iterable, keep_mistakes: int
     for images, batch_labels in batches:
         if not len(batch_labels):
             continue
-        logits = model(images.to(device)).float()
+        logits = model.predict_logits(images.to(device)).float()
         batch_labels = batch_labels.to(device)
         loss_sum += float(model.loss(logits, batch_labels, reduction="sum"))
         count += len(batch_labels)

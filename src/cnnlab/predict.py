@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from cnnlab.checkpoints import load_classifier
-from cnnlab.inference import decoded_batches, image_files, labelled, predict_tensors
+from cnnlab.inference import decoded_batches, image_files, labelled, predict_tensors, use_tta
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
 from cnnlab.utils.io import write_json_atomic, write_text_atomic
 
@@ -63,7 +63,7 @@ def write_results(path: Path, results: list[dict], errors: dict) -> None:
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
     paths = image_files(cfg.inputs)
-    model = load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu")
+    model = use_tta(load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu"), cfg.get("tta"))
     results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size)
     print(format_table(results))
     for file, error in errors.items():

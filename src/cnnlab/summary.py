@@ -29,8 +29,8 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         raise CnnlabError(f"depth={depth!r}: -1 (every layer) or an integer >= 1 (the modules that many levels down).")
     check_train_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    _, info = build_datamodule(cfg.data)
-    model = build_model(cfg, info)
+    datamodule, info = build_datamodule(cfg.data)
+    model = build_model(cfg, info, datamodule)
     report = summarize_model(model, depth)
     lines = [f"{type(model).__name__} on {info.name} ({info.num_classes} classes), transfer="
              f"{(cfg.get('transfer') or {}).get('mode', 'scratch')}", format_report(report)]  # fmt: skip

@@ -20,11 +20,12 @@ from cnnlab.builders import (
     step_settings,
     with_feature_cache,
 )
-from cnnlab.callbacks import TrainingInterrupted
+from cnnlab.callbacks import TrainingInterrupted, in_saving_order
 from cnnlab.checkpoints import checkpoint_dir, resume_checkpoint
 from cnnlab.config_checks import check_train_config
 from cnnlab.inspection.summary import summarize_model
 from cnnlab.sweeps import swept_keys
+from cnnlab.tuning import find_lr, use_lr
 from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config, split_override
 from cnnlab.utils.io import write_json_atomic
@@ -48,7 +49,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, info = build_datamodule(cfg.data)
-    model = build_model(cfg, info)
+    model = build_model(cfg, info, datamodule)
     model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab-eval rebuilds the data from it
     model.set_step_settings(step_settings(cfg.trainer))
     datamodule = with_feature_cache(model, datamodule, Path(cfg.paths.cache_dir))
@@ -64,8 +65,17 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
         f"{params['trainable']:,}",
         f"{params['macs']:,}",
     )
-    trainer = build_trainer(cfg, build_callbacks(cfg) + list(extra_callbacks or []))
+    trainer = build_trainer(cfg, in_saving_order(build_callbacks(cfg) + list(extra_callbacks or [])))
 
+    if cfg.train and cfg.get("tune"):
+        findings = find_lr(trainer, model, datamodule, cfg.tune, output_dir)
+        if not cfg.tune.get("apply"):
+            log.info("tune.apply=false: stopping here; train with optimizer.lr=%.4g, or rerun with tune.apply=true",
+                     findings["suggestion"])  # fmt: skip
+            summary = {"lr_find": {"suggestion": findings["suggestion"], "steps": findings["steps"]}}
+            write_json_atomic(output_dir / "metrics.json", summary)
+            return summary
+        use_lr(model, findings["suggestion"])
     if cfg.train:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)

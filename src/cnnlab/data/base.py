@@ -110,6 +110,11 @@ class InMemoryDataModule(L.LightningDataModule):
         )
         self._info = self._describe(train_x)
 
+    def train_labels(self) -> torch.Tensor:
+        """The training split's labels (class weights count them)."""
+        self.setup("fit")
+        return self.splits.train[1]
+
     def _cross_validation_splits(self, train_x: torch.Tensor, train_y: torch.Tensor, explicit_val: Any,
                                  test: tuple[torch.Tensor, torch.Tensor]) -> Splits:  # fmt: skip
         """k-fold: the training split (with the dataset's own val split, if any) - or a seeded, class-balanced

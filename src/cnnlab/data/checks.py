@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data.augment import AUGMENT_KEYS
+from cnnlab.data.policies import NUM_BINS, POLICIES
 from cnnlab.errors import Problems, is_int, is_number
 
 
@@ -90,6 +91,11 @@ def check_augment(values: Any, problems: Problems) -> None:
         ok = isinstance(pair, Sequence) and len(pair) == 2 and all(is_number(v) for v in pair)
         ok = ok and low < pair[0] <= pair[1] and pair[1] <= high
         problems.check(ok, f"data.augment.{key}", pair, f"[low, high] with {low} < low <= high <= {high}")
+    problems.one_of("data.augment.policy", values.get("policy"), (None, *POLICIES))
+    problems.int_at_least("data.augment.policy_ops", values.get("policy_ops", 2), 1)
+    problems.check(is_int(values.get("policy_magnitude", 9)) and 0 <= values.get("policy_magnitude", 9) < NUM_BINS,
+                   "data.augment.policy_magnitude", values.get("policy_magnitude"),
+                   f"a bin 0..{NUM_BINS - 1} (randaugment; torchvision's default 9)")  # fmt: skip
     fill = values.get("fill", 0)
     fills = list(fill) if isinstance(fill, Sequence) and not isinstance(fill, str) else [fill]
     ok = bool(fills) and all(is_int(v) and 0 <= v <= 255 for v in fills)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
+import torch
+
 from cnnlab.errors import CnnlabError, Problems, is_int, is_number
 
 
@@ -82,3 +84,14 @@ def _check_info(info: DataInfo, target: str) -> None:
         ok = ok and all(is_number(v) and v >= low for v in values)
         problems.check(ok, f"info.{key}", values, f"one number >= {low:g} per channel (0..1 scale), or one for all")
     problems.raise_if_any(f"data._target_={target}: its `info` does not describe the data")
+
+
+def train_class_counts(datamodule: Any, num_classes: int) -> torch.Tensor:
+    """Images per class in the training split: from the DataModule's `train_labels()` when it has one (ours that hold
+    their labels do), else by one pass over its training loader."""
+    if hasattr(datamodule, "train_labels"):
+        labels = datamodule.train_labels()
+    else:
+        datamodule.setup("fit")
+        labels = torch.cat([torch.as_tensor(batch[1]) for batch in datamodule.train_dataloader()])
+    return torch.bincount(labels.long().flatten(), minlength=num_classes)[:num_classes]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cnnlab.errors import Problems, is_int
+from cnnlab.errors import Problems, is_int, is_number
 from cnnlab.models.backbones import TimmBackbone, check_timm_backbone
 from cnnlab.models.cnn import SeedCNN, check_seed_cnn
+from cnnlab.models.mixing import check_mix
+from cnnlab.models.tta import TTA_MODES
 from cnnlab.models.weights import check_weights_file
 
 BACKBONE_RULES = {
@@ -36,6 +38,12 @@ def check_model(values: Mapping[str, Any], problems: Problems) -> None:
     hidden = head.get("hidden") or []
     problems.check(all(is_int(h) and h >= 1 for h in hidden), "model.head.hidden", hidden, "a list of integers >= 1")
     problems.in_range("model.label_smoothing", values.get("label_smoothing", 0.0), 0, 1, "[)")
+    check_mix(values.get("mix"), problems)
+    problems.one_of("model.tta", values.get("tta", "none"), TTA_MODES)
+    weights = values.get("class_weights")
+    ok = weights in (None, "balanced") or (isinstance(weights, list | tuple) and bool(weights)
+                                           and all(is_number(w) and w >= 0 for w in weights))  # fmt: skip
+    problems.check(ok, "model.class_weights", weights, "null, balanced, or a list of one weight >= 0 per class")
     if values.get("weights"):
         check_weights_file(values["weights"], problems)
     for key in ("channels_last", "compile"):

@@ -16,9 +16,12 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from cnnlab import __version__
 from cnnlab import metrics as M
+from cnnlab.errors import CnnlabError
 from cnnlab.models.head import build_head
+from cnnlab.models.mixing import Mix, Mixer
 from cnnlab.models.optimization import StepSettings, WrittenOutStep, build_optimizer, refresh_gated_lrs
 from cnnlab.models.preprocess import InputAdapter
+from cnnlab.models.tta import tta_logits
 from cnnlab.transfer.policy import TransferConfig, TransferPolicy
 from cnnlab.utils.config import build
 from cnnlab.utils.tensorboard import log_confusion_matrix
@@ -39,6 +42,9 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = True,
         compile: bool = False,
+        mix: dict[str, Any] | None = None,
+        tta: str = "none",
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         # The logger gets the whole composed config at the end of the run instead (see cnnlab.train).
@@ -64,6 +70,10 @@ class ImageClassifier(L.LightningModule):
         self.policy = TransferPolicy(self.transfer_config, self.backbone, self.head)
         self.policy.apply_requires_grad(self.backbone, epoch=0)
         self.register_buffer("_train_sums", torch.zeros(3), persistent=False)  # loss sum, correct, count
+        self.mixer = Mixer(Mix.from_config(mix), self.num_classes)
+        weights = _class_weights(class_weights, self.num_classes)
+        # Not in the state dict: rebuilt from the hyperparameters, so checkpoints without it still load.
+        self.register_buffer("class_weight", weights, persistent=False)
         # The step is written out (see cnnlab.models.optimization); cnnlab.train sets its trainer.* settings.
         self.automatic_optimization = False
         self.stepper = WrittenOutStep()
@@ -89,6 +99,7 @@ class ImageClassifier(L.LightningModule):
             "mean": self.preprocess.mean.flatten().tolist(),
             "std": self.preprocess.std.flatten().tolist(),
             "class_names": self.class_names,
+            "tta": self.tta,  # the test-time views the answers average (model.tta)
         }
 
     @classmethod
@@ -130,27 +141,56 @@ class ImageClassifier(L.LightningModule):
         """Logits for a batch of raw images (uint8 0..255 or float 0..1), preprocessing included."""
         return self.head(self.backbone(self.preprocess(images)))
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """The training objective, label smoothing included: the one loss of training, validation, test and eval."""
-        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing, reduction=reduction)
+    @property
+    def tta(self) -> str:
+        """`model.tta`: the test-time augmentation of test, cnnlab-eval, cnnlab-predict and exports."""
+        return self.hparams.get("tta") or "none"
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @tta.setter
+    def tta(self, mode: str) -> None:
+        self.hparams.tta = mode  # saved with the model: an exported or re-saved model carries it
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits a trained model answers with: `forward`, averaged over the test-time views of `model.tta`."""
+        return tta_logits(self, images, self.tta)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The training objective - class weights and label smoothing included - the one loss of training,
+        validation, test and eval. `targets`: class indices (N,), or mixed class shares (N, classes)."""
+        return F.cross_entropy(logits, targets, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing,
+                               reduction=reduction)  # fmt: skip
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], tta: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         inputs, labels = batch
         # 2-D inputs are cached backbone features (frozen feature extraction, see cnnlab.data.feature_cache).
-        logits = self.head(inputs) if inputs.ndim == 2 else self(inputs)
+        if inputs.ndim == 2:
+            return self._scored(self.head(inputs), labels)
+        return self._scored(self.predict_logits(inputs) if tta else self(inputs), labels)
+
+    def _scored(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.loss(logits, labels), logits.argmax(1), labels
+
+    def _mixed_logits(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training logits and targets: images mixed (`model.mix`) after preprocessing, targets mixed alike."""
+        if inputs.ndim == 2 or not self.mixer.mix.on_at(self.current_epoch if self._trainer is not None else 0):
+            return (self.head(inputs) if inputs.ndim == 2 else self(inputs)), labels
+        images, targets = self.mixer(self.preprocess(inputs), labels, self.current_epoch)
+        return self.head(self.backbone(images)), targets
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if not len(batch[1]):  # every file of a streamed batch was unreadable
             return None
-        loss, preds, labels = self._shared_step(batch)
+        inputs, labels = batch
+        logits, targets = self._mixed_logits(inputs, labels)
+        loss = self.loss(logits, targets)
         stepped = self.stepper(self, loss, batch_idx)
         # Summed on the device and reduced once per epoch: no self.log, no host sync in the hot loop.
         with torch.no_grad():
             self._train_sums += torch.stack(
                 [
                     loss.detach() * len(labels),
-                    (preds == labels).sum().to(loss.dtype),
+                    _credit(logits.argmax(1), targets).to(loss.dtype),
                     loss.new_full((), len(labels)),  # a fill kernel: new_tensor would copy from the host
                 ]
             )
@@ -216,7 +256,7 @@ class ImageClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         if not len(batch[1]):  # every file of a streamed batch was unreadable
             return None
-        loss, preds, labels = self._shared_step(batch)
+        loss, preds, labels = self._eval_step(batch)
         self.val_acc(preds, labels)
         self.log(M.VAL_LOSS, loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log(M.VAL_ACC, self.val_acc, on_epoch=True, prog_bar=True)
@@ -229,7 +269,7 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         if not len(batch[1]):  # every file of a streamed batch was unreadable
             return None
-        loss, preds, labels = self._shared_step(batch)
+        loss, preds, labels = self._eval_step(batch, tta=True)
         self.test_acc(preds, labels)
         self.test_confusion.update(preds, labels)
         self.log(M.TEST_LOSS, loss, on_epoch=True, sync_dist=True)
@@ -246,7 +286,12 @@ class ImageClassifier(L.LightningModule):
     # --- optimisation -------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """One group per backbone stage plus the head, each at its own LR (see TransferPolicy)."""
-        return self.policy.param_groups(self.backbone, base_lr=self.hparams.optimizer["lr"])
+        optimizer = self.hparams.optimizer
+        return self.policy.param_groups(
+            self.backbone,
+            base_lr=optimizer["lr"],
+            decay_norm_and_bias=bool(optimizer.get("decay_norm_and_bias", False)),
+        )
 
     def lr_factor(self, group: str) -> float:
         """Per-group multiplier on top of the schedule: 0 while the group's stage is frozen."""
@@ -260,3 +305,23 @@ class ImageClassifier(L.LightningModule):
 
 def _pair(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _credit(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Correct predictions in a batch. With mixed targets, each prediction earns the target's share of the class it
+    names (a 0.7 / 0.3 blend: 0.7 for the first class, 0.3 for the second): the expected accuracy against the mixed
+    label, equal to the plain count on unmixed batches."""
+    if targets.ndim == 1:
+        return (preds == targets).sum()
+    return targets.gather(1, preds[:, None]).sum()
+
+
+def _class_weights(weights: list[float] | None, num_classes: int) -> torch.Tensor | None:
+    """`model.class_weights` as the loss's weight tensor (`balanced` is resolved from the training labels by
+    cnnlab.builders before the model is built)."""
+    if weights is None:
+        return None
+    if isinstance(weights, str) or len(weights) != num_classes or min(weights) < 0:
+        raise CnnlabError(f"model.class_weights={weights!r}: give one weight >= 0 per class ({num_classes}), or "
+                          "`balanced` through cnnlab-train.")  # fmt: skip
+    return torch.tensor([float(w) for w in weights])

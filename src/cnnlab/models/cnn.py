@@ -15,10 +15,10 @@ from cnnlab.errors import CnnlabError, Problems, is_int, is_number
 from cnnlab.models.weights import load_strict, read_weights_file
 
 
-def feature_map_side(side: int, kernel_size: int, padding: int, stages: int) -> int:
-    """An image side's length after `stages` of (conv `kernel_size` with `padding`, 2x2 max-pool)."""
+def feature_map_side(side: int, kernel_size: int, padding: int, stages: int, convs: int = 1) -> int:
+    """An image side's length after `stages` of (`convs` convs `kernel_size` with `padding`, 2x2 max-pool)."""
     for _ in range(stages):
-        side = (side + 2 * padding - kernel_size + 1) // 2
+        side = (side + convs * (2 * padding - kernel_size + 1)) // 2
     return side
 
 
@@ -32,11 +32,13 @@ def check_seed_cnn(values: Mapping[str, Any], image_size: Sequence[int] | None, 
     kernel, padding = values.get("kernel_size", 3), values.get("padding", 0)
     problems.int_at_least("model.backbone.kernel_size", kernel, 1)
     problems.int_at_least("model.backbone.padding", padding, 0)
+    convs = values.get("convs_per_stage", 1)
+    problems.int_at_least("model.backbone.convs_per_stage", convs, 1)
     mult = values.get("width_mult", 1.0)
     problems.check(is_number(mult) and mult > 0, "model.backbone.width_mult", mult, "a number > 0")
     sides = list(image_size or [])
-    computable = widths and sides and all(is_int(v) for v in (*sides, kernel, padding))
-    if computable and min(feature_map_side(s, kernel, padding, len(widths)) for s in sides) < 1:
+    computable = widths and sides and all(is_int(v) for v in (*sides, kernel, padding, convs))
+    if computable and min(feature_map_side(s, kernel, padding, len(widths), convs) for s in sides) < 1:
         problems.add(
             f"{size_name or f'image size {sides}'} is too small for the CNN's {len(widths)} conv + 2x2 pool stages: "
             "use a larger model.image_size, model.backbone.padding=1 or fewer model.backbone.widths."
@@ -44,7 +46,8 @@ def check_seed_cnn(values: Mapping[str, Any], image_size: Sequence[int] | None, 
 
 
 class SeedCNN(nn.Module):
-    """Feature extractor: one (Conv `kernel_size`, [BatchNorm], MaxPool 2, ReLU) stage per width."""
+    """Feature extractor: one stage per width, each (Conv `kernel_size`, [BatchNorm], ReLU) x (`convs_per_stage` - 1)
+    then (Conv, [BatchNorm], MaxPool 2, ReLU) - the seed's one conv per stage by default, VGG's blocks with 2."""
 
     def __init__(
         self,
@@ -55,27 +58,31 @@ class SeedCNN(nn.Module):
         padding: int = 0,
         batch_norm: bool = False,
         width_mult: float = 1.0,
+        convs_per_stage: int = 1,
         pretrained: bool = False,
         weights: str | None = None,
     ) -> None:
         super().__init__()
         problems = Problems()
-        check_seed_cnn(dict(widths=list(widths), kernel_size=kernel_size, padding=padding, width_mult=width_mult),
-                       list(image_size), problems)  # fmt: skip
+        check_seed_cnn(dict(widths=list(widths), kernel_size=kernel_size, padding=padding, width_mult=width_mult,
+                            convs_per_stage=convs_per_stage), list(image_size), problems)  # fmt: skip
         problems.raise_if_any("invalid CNN")
         self.in_chans = in_chans
         self.mean = self.std = None  # normalise with the data's own statistics
         layers: list[nn.Module] = []
         channels = in_chans
         for width in (max(1, round(w * width_mult)) for w in widths):
-            layers.append(nn.Conv2d(channels, width, kernel_size, padding=padding, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(width))
+            for index in range(convs_per_stage):
+                layers.append(nn.Conv2d(channels, width, kernel_size, padding=padding, bias=not batch_norm))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width))
+                if index + 1 < convs_per_stage:
+                    layers.append(nn.ReLU(inplace=True))
+                channels = width
             layers += [nn.MaxPool2d(2), nn.ReLU(inplace=True)]
-            channels = width
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
-        height, width = (feature_map_side(s, kernel_size, padding, len(widths)) for s in image_size)
+        height, width = (feature_map_side(s, kernel_size, padding, len(widths), convs_per_stage) for s in image_size)
         self.num_features = channels * height * width
         self.weights_source = None
         if pretrained:
@@ -93,9 +100,11 @@ class SeedCNN(nn.Module):
     def stages(self) -> list[list[str]]:
         """Parameter names per conv stage, input side first (what fine-tuning policies unfreeze)."""
         stages: list[list[str]] = []
+        opens = True
         for index, layer in enumerate(self.features):
-            if isinstance(layer, nn.Conv2d):
-                stages.append([])  # each conv opens a stage; its BatchNorm joins it
+            if isinstance(layer, nn.Conv2d) and opens:
+                stages.append([])  # the first conv after a pool opens a stage; its other convs and norms join it
+            opens = isinstance(layer, nn.MaxPool2d) or (opens and not isinstance(layer, nn.Conv2d))
             if stages:
                 stages[-1].extend(f"features.{index}.{name}" for name, _ in layer.named_parameters())
         return stages

@@ -21,6 +21,8 @@ import torch
 from cnnlab.errors import CnnlabError, Problems, is_number
 from cnnlab.utils.config import build
 
+# `optimizer.*` keys cnnlab reads itself (the param groups), not passed to the optimizer's class.
+CNNLAB_OPTIMIZER_KEYS = ("decay_norm_and_bias",)
 CONSTANT_SCHEDULE = {"_target_": "cnnlab.models.schedules.constant", "_partial_": True}
 
 
@@ -28,6 +30,8 @@ def check_optimizer(values: Mapping[str, Any], problems: Problems) -> None:
     """The rules for `optimizer.*`."""
     lr = values.get("lr")
     problems.check(is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0, e.g. 1e-3")
+    if "decay_norm_and_bias" in values:
+        problems.flag("optimizer.decay_norm_and_bias", values["decay_norm_and_bias"])
     weight_decay = values.get("weight_decay", 0.0)
     problems.check(is_number(weight_decay) and weight_decay >= 0, "optimizer.weight_decay", weight_decay,
                    "a number >= 0")  # fmt: skip
@@ -56,12 +60,17 @@ def total_optimizer_steps(trainer: L.Trainer, accumulate: int) -> float:
     return min(math.ceil(per_epoch / accumulate) * max(epochs, 1), max_steps)
 
 
+def optimizer_arguments(optimizer: Mapping[str, Any]) -> dict[str, Any]:
+    """`optimizer.*` without the keys cnnlab reads itself: what the optimizer's class is built from."""
+    return {k: v for k, v in optimizer.items() if k not in CNNLAB_OPTIMIZER_KEYS}
+
+
 def build_optimizer(module: L.LightningModule, param_groups: list[dict[str, Any]], optimizer: Mapping[str, Any],
                     scheduler: Mapping[str, Any] | None, gate: Callable[[str], float],
                     accumulate: int) -> dict[str, Any]:  # fmt: skip
     """One optimizer over every param group (registered up front) and one per-step LambdaLR whose factor per group is
     the schedule's times `gate(group name)` (0 while a frozen stage waits)."""
-    opt = build(dict(optimizer))(param_groups)
+    opt = build(optimizer_arguments(optimizer))(param_groups)
     schedule_cfg = dict(scheduler or CONSTANT_SCHEDULE)
     total_steps = total_optimizer_steps(module.trainer, accumulate)
     if not math.isfinite(total_steps) and not schedule_cfg["_target_"].endswith(".constant"):
@@ -78,7 +87,7 @@ def build_optimizer(module: L.LightningModule, param_groups: list[dict[str, Any]
 def refresh_gated_lrs(scheduler: torch.optim.lr_scheduler.LambdaLR | None) -> None:
     """Set each group's LR from the schedule and the gate now: the gate may have changed (an epoch unfroze a stage)
     since the scheduler last stepped."""
-    if scheduler is None:
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):  # none, or the LR finder's own during its sweep
         return
     for group, base_lr, factor in zip(
         scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True

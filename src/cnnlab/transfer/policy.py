@@ -19,6 +19,7 @@ from cnnlab.errors import CnnlabError, Problems, is_number
 
 MODES = ("scratch", "frozen", "finetune")
 HEAD = "head"
+NO_DECAY = "/no_decay"  # the suffix of a group whose parameters get no weight decay
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,24 @@ class TransferPolicy:
             scale *= self.config.layer_decay ** (self.num_stages - 1 - stage)
         return scale
 
-    def param_groups(self, backbone: nn.Module, base_lr: float) -> list[dict[str, Any]]:
+    def param_groups(self, backbone: nn.Module, base_lr: float, decay_norm_and_bias: bool = True
+                     ) -> list[dict[str, Any]]:  # fmt: skip
+        """One group per stage plus the head, each at its LR; with `decay_norm_and_bias=False` each is split in two,
+        the second (`<name>/no_decay`) holding biases, norm weights and other 1-D parameters at weight decay 0."""
         params = dict(backbone.named_parameters())
-        groups = [
-            {"name": self.group_name(i), "params": [params[n] for n in names], "lr": base_lr * self.lr_scale(i)}
-            for i, names in enumerate(self.stages)
-        ]
-        groups.append({"name": HEAD, "params": list(self.head.parameters()), "lr": base_lr})
+        stage_groups = [(self.group_name(i), [(n, params[n]) for n in names], base_lr * self.lr_scale(i))
+                        for i, names in enumerate(self.stages)]  # fmt: skip
+        stage_groups.append((HEAD, list(self.head.named_parameters()), base_lr))
+        skip = set() if decay_norm_and_bias else no_decay_names(backbone)
+        groups = []
+        for name, named, lr in stage_groups:
+            if decay_norm_and_bias:
+                groups.append({"name": name, "params": [p for _, p in named], "lr": lr})
+                continue
+            decayed = [p for n, p in named if not _exempt_from_decay(n, p, skip)]
+            exempt = [p for n, p in named if _exempt_from_decay(n, p, skip)]
+            groups.append({"name": name, "params": decayed, "lr": lr})
+            groups.append({"name": f"{name}{NO_DECAY}", "params": exempt, "lr": lr, "weight_decay": 0.0})
         return [g for g in groups if g["params"]]
 
     def stage_trains(self, stage: int, epoch: int) -> bool:
@@ -107,6 +119,7 @@ class TransferPolicy:
 
     def gate(self, group: str, epoch: int) -> float:
         """LR multiplier of a param group at `epoch`: 0 while its stage is frozen."""
+        group = group.removesuffix(NO_DECAY)
         if group == HEAD:
             return 1.0
         return 1.0 if self.stage_trains(int(group.removeprefix("backbone.stage")), epoch) else 0.0
@@ -132,6 +145,21 @@ class TransferPolicy:
         for name, module in backbone.named_modules():
             if name in self.stage_of_module and self.bn_in_eval(name, epoch):
                 module.eval()
+
+
+def no_decay_names(backbone: nn.Module) -> set[str]:
+    """Parameters a timm model asks to keep out of weight decay (position embeddings, class tokens: its
+    `no_weight_decay()`), as backbone parameter names."""
+    model = getattr(backbone, "model", None)
+    if model is None or not hasattr(model, "no_weight_decay"):
+        return set()
+    return {f"model.{name}" for name in model.no_weight_decay()}
+
+
+def _exempt_from_decay(name: str, param: nn.Parameter, named_exempt: set[str]) -> bool:
+    """timm's rule (`timm.optim.param_groups_weight_decay`): biases, norm weights and every other 1-D parameter,
+    plus the model's own list. Decaying them only pulls the norms' scales to 0 and helps nothing."""
+    return param.ndim <= 1 or name.endswith(".bias") or name in named_exempt
 
 
 def _stages(backbone: nn.Module) -> list[list[str]]:

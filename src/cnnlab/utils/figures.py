@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -62,4 +63,43 @@ def interval_plot(groups: Sequence[tuple[str, Sequence[float], float, float, flo
     draw.line([(left, axis_y), (right, axis_y)], fill="grey")
     for value in (lo + pad, (lo + hi) / 2, hi - pad):
         draw.text((x(value) - 20, axis_y + 4), f"{value:.4f}", fill="black")
+    return image
+
+
+def log_x_curve(xs: Sequence[float], ys: Sequence[float], marked: float | None, title: str, x_label: str,
+                y_label: str, width: int = 720, height: int = 420) -> Image.Image:  # fmt: skip
+    """A line of (x, y) on a log-x axis, a red dot at x = `marked`; drawn with PIL alone (matplotlib is not a
+    dependency of the core package). Non-finite points are dropped."""
+    points = [(x, y) for x, y in zip(xs, ys, strict=True) if x > 0 and math.isfinite(y)]
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), title, fill="black")
+    if len(points) < 2:
+        draw.text((10, 30), "too few finite points to draw", fill="black")
+        return image
+    left, right, top, bottom = 70, width - 20, 30, height - 40
+    lx = [math.log10(x) for x, _ in points]
+    ys_ = [y for _, y in points]
+    x0, x1, y0, y1 = min(lx), max(lx), min(ys_), max(ys_)
+    y1 = y1 if y1 > y0 else y0 + 1
+
+    def at(log_x: float, y: float) -> tuple[float, float]:
+        return (left + (log_x - x0) / ((x1 - x0) or 1) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
+
+    draw.line([at(a, b) for a, b in zip(lx, ys_, strict=True)], fill=(8, 48, 107), width=2)
+    draw.line([(left, bottom), (right, bottom)], fill="grey")
+    draw.line([(left, top), (left, bottom)], fill="grey")
+    for decade in range(math.ceil(x0), math.floor(x1) + 1):
+        px, _ = at(decade, y0)
+        draw.line([(px, bottom), (px, bottom + 4)], fill="grey")
+        draw.text((px - 12, bottom + 6), f"1e{decade}", fill="black")
+    for value in (y0, (y0 + y1) / 2, y1):
+        draw.text((8, at(x0, value)[1] - 6), f"{value:.3g}", fill="black")
+    draw.text((right - 120, bottom + 22), x_label, fill="black")
+    draw.text((8, top - 2 + 12), y_label, fill="black")
+    if marked is not None and marked > 0:
+        nearest = min(points, key=lambda p: abs(math.log10(p[0]) - math.log10(marked)))
+        cx, cy = at(math.log10(nearest[0]), nearest[1])
+        draw.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], fill=(220, 30, 30))
+        draw.text((cx + 8, cy - 16), f"{marked:.3g}", fill=(220, 30, 30))
     return image
