@@ -18,6 +18,8 @@ from cnnlab.data import FashionMNISTDataModule
 from cnnlab.data.augment import Augment
 from cnnlab.data.policies import NUM_BINS, SPACES, apply_ops
 from cnnlab.errors import CnnlabError
+from cnnlab.export import export
+from cnnlab.inference import predict_tensors, run_test_split, use_tta
 from cnnlab.models.classifier import _credit
 from cnnlab.models.mixing import Mix, Mixer
 from cnnlab.models.tta import tta_logits
@@ -245,9 +247,6 @@ def test_ema_weights_are_what_is_checkpointed_and_tested(ema_tta_run):
 
 
 def test_tta_logits_differ_and_eval_predict_export_use_them(ema_tta_run, tmp_path):
-    from cnnlab.export import export
-    from cnnlab.utils.config import compose_config
-
     metrics, _ = ema_tta_run
     model = load_classifier(Path(metrics["best_checkpoint"]), "cpu")
     torch.manual_seed(0)
@@ -255,12 +254,19 @@ def test_tta_logits_differ_and_eval_predict_export_use_them(ema_tta_run, tmp_pat
     with torch.no_grad():
         plain, averaged = model(batch), model.predict_logits(batch)
     assert not torch.allclose(plain, averaged, atol=1e-4)
-    cfg = compose_config(["format=torchscript", f"ckpt_path={metrics['best_checkpoint']}",
+    cfg = package_compose(["format=torchscript", f"ckpt_path={metrics['best_checkpoint']}",
                           f"output={tmp_path / 'model.pt'}"], output_dir=tmp_path, config_name="export")  # fmt: skip
+    assert torch.allclose(predict_tensors(model, batch, batch_size=2), averaged.softmax(1), atol=1e-5)  # predict
+    run = run_test_split(model, [(batch, torch.zeros(4, dtype=torch.long))])  # cnnlab-eval's pass
+    assert torch.equal(run.preds, averaged.argmax(1))
     info = export(cfg)
     assert info["tta"] == "flip"
     exported = torch.jit.load(str(tmp_path / "model.pt"))
     assert torch.allclose(exported(batch), averaged, atol=1e-4)
+    use_tta(model, "none")  # `tta=none` on the command line of eval / predict / export
+    assert torch.allclose(predict_tensors(model, batch, batch_size=4), plain.softmax(1), atol=1e-5)
+    with pytest.raises(CnnlabError, match="tta='mirror': use one of none, flip"):
+        use_tta(model, "mirror")
 
 
 def test_lr_finder_trains_with_the_lr_it_suggests(make_cfg, fashion_dir):
