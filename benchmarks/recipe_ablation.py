@@ -24,7 +24,10 @@ RECIPE = "experiment=fashion_cnn_long"
 # row -> (what it is, overrides of the recipe); the first is the recipe itself
 RUNS = {
     "full": ("fashion_cnn_long as configured", [RECIPE]),
-    "-decay_groups": ("weight decay on biases and norms too", [RECIPE, "optimizer.decay_norm_and_bias=true"]),
+    "+decay_groups": (
+        "plus no weight decay on biases and norms (cnnlab's default)",
+        [RECIPE, "optimizer.decay_norm_and_bias=false"],
+    ),
     "+mixup_cutmix": (
         "plus mixup 0.8 / CutMix 1.0 (timm's values), off for the last 3 epochs",
         [RECIPE, "model.mix={mixup_alpha: 0.8, cutmix_alpha: 1.0, stop_epoch: 19}"],
