@@ -12,6 +12,7 @@ torchvision's saturation does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -52,14 +53,23 @@ class Policy:
                 bins = torch.randint(NUM_BINS, (n,), device=images.device, generator=generator)
             sign = torch.where(torch.rand(n, device=images.device, generator=generator) < 0.5, -1.0, 1.0)
             magnitudes = {}
-            for name, (table, signed) in space.items():
-                bins_of_op = table(NUM_BINS, h, w)
-                if bins_of_op is None:  # no magnitude: Identity, AutoContrast, Equalize
-                    continue
-                values = bins_of_op.to(images.device)[bins].float()
+            for name, (values_of_bins, signed) in _tables(self.name, h, w, images.device).items():
+                values = values_of_bins[bins]
                 magnitudes[name] = values * sign if signed else values
             images = apply_ops(images, names, chosen, magnitudes, fill)
         return images
+
+
+@functools.cache
+def _tables(policy: str, height: int, width: int, device: torch.device) -> dict[str, tuple[torch.Tensor, bool]]:
+    """Each op's magnitude per bin (float, on `device`) and whether it takes a random sign; the ops without a
+    magnitude (Identity, AutoContrast, Equalize) left out. Made once: a copy to a GPU every batch costs."""
+    tables = {}
+    for name, (table, signed) in SPACES[policy].items():
+        bins = table(NUM_BINS, height, width)
+        if bins is not None:
+            tables[name] = (bins.float().to(device), signed)
+    return tables
 
 
 def apply_ops(images: torch.Tensor, names: list[str], chosen: torch.Tensor, magnitudes: dict[str, torch.Tensor],
