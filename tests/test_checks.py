@@ -56,6 +56,7 @@ CASES = [
     (check_tune, {"num_training": 5}, r"tune.num_training=5: an integer >= 20"),
     (check_tune, {"mode": "log"}, r"tune.mode='log': one of exponential, linear"),
     (check_tune, {"apply": "yes"}, r"tune.apply='yes': true or false"),
+    (check_tune, {"suggest": "min"}, r"tune.suggest='min': one of valley, steepest"),
     (check_optimizer, {"lr": -1}, r"optimizer.lr=-1: a number > 0"),
     (check_optimizer, {"lr": 0.1, "momentum": 1.0}, r"optimizer.momentum=1.0: a number in \[0, 1\)"),
     (check_scheduler, {"pct_start": 0}, r"scheduler.pct_start=0: a number in \(0, 1\)"),

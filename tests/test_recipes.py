@@ -5,6 +5,7 @@ Fashion-MNIST (a no-op version of any of them fails here)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +25,7 @@ from cnnlab.models.classifier import _credit
 from cnnlab.models.mixing import Mix, Mixer
 from cnnlab.models.tta import tta_logits
 from cnnlab.train import train
+from cnnlab.tuning import valley
 from cnnlab.utils.config import compose_config as package_compose
 
 SMALL = ["data.train_size=1000", "data.batch_size=50", "data.eval_batch_size=50", "data.val_fraction=0.05",
@@ -296,6 +298,15 @@ def test_lr_finder_trains_with_the_lr_it_suggests(make_cfg, fashion_dir):
     stored = read_checkpoint(Path(metrics["best_checkpoint"]), needs=("hyper_parameters",))
     assert stored["hyper_parameters"]["optimizer"]["lr"] == pytest.approx(found["suggestion"])
     assert stored["cnnlab"]["config"]["optimizer"]["lr"] == pytest.approx(found["suggestion"])
+
+
+def test_valley_suggests_an_lr_inside_the_longest_descent():
+    lrs = [10 ** (-6 + 6 * i / 99) for i in range(100)]
+    # flat to 1e-4, falling to 1e-1, then diverging: Lightning's steepest rule would pick the flat start
+    losses = [2.3 if lr < 1e-4 else 2.3 - 0.25 * math.log10(lr / 1e-4) if lr < 0.1 else 1.55 + 10 * (lr - 0.1)
+              for lr in lrs]  # fmt: skip
+    suggestion = valley(lrs, losses)
+    assert 1e-3 < suggestion < 1e-2  # a third or so into the descent from 1e-4 to 1e-1
 
 
 def test_lr_finder_without_apply_stops_after_the_sweep(make_cfg, fashion_dir):

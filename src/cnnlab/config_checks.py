@@ -32,7 +32,7 @@ from cnnlab.utils.config import resolved_config
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PROFILERS = (None, "simple", "advanced", "pytorch")
-LR_FIND_KEYS = ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "apply")  # tune=lr_find
+LR_FIND_KEYS = ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "suggest", "apply")  # tune=lr_find
 TRAINER_KEYS = tuple(p for p in inspect.signature(L.Trainer.__init__).parameters if p != "self")
 # Trainer arguments cnnlab fills itself, and what to set instead.
 SET_BY_CNNLAB = {
@@ -168,6 +168,7 @@ def check_tune(values: Mapping[str, Any] | None, problems: Problems) -> None:
     threshold = values.get("early_stop_threshold", 4.0)
     problems.check(threshold is None or (is_number(threshold) and threshold > 1), "tune.early_stop_threshold",
                    threshold, "null (never stop early) or a number > 1")  # fmt: skip
+    problems.one_of("tune.suggest", values.get("suggest", "valley"), ("valley", "steepest"))
     problems.flag("tune.apply", values.get("apply", False))
 
 

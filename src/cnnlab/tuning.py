@@ -11,6 +11,7 @@ to print an LR it did not set; `tests/test_recipes.py` checks this one against t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,15 +44,16 @@ def find_lr(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Lightnin
     )
     if finder is None:
         raise CnnlabError("tune=lr_find does not run with trainer.fast_dev_run: drop one of the two.")
-    suggestion = finder.suggestion()
     lrs, losses = list(finder.results["lr"]), [float(v) for v in finder.results["loss"]]
+    rule = str(settings.get("suggest", "valley"))
+    suggestion = valley(lrs, losses) if rule == "valley" else finder.suggestion()
     if suggestion is None:
         raise CnnlabError(f"tune=lr_find: only {len(losses)} usable steps, too few for a suggestion; raise "
                           "tune.num_training, lower tune.min_lr, or use more training data.")  # fmt: skip
-    findings = {"suggestion": float(suggestion), "lrs": lrs, "losses": losses, "steps": len(losses)}
+    findings = {"suggestion": float(suggestion), "rule": rule, "lrs": lrs, "losses": losses, "steps": len(losses)}
     shown = slice(10, -1)  # as Lightning's own plot: the first steps' smoothed loss is still biased low
-    picture = log_x_curve(lrs[shown], losses[shown], suggestion, f"LR range test: suggested LR {suggestion:.3g}",
-                          "learning rate", "smoothed training loss")  # fmt: skip
+    title = f"LR range test: suggested LR {suggestion:.3g} ({rule})"
+    picture = log_x_curve(lrs[shown], losses[shown], suggestion, title, "learning rate", "smoothed training loss")
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         picture.save(output_dir / "lr_find.png")
@@ -62,6 +64,28 @@ def find_lr(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Lightnin
         "LR finder: suggested LR %.4g (%d steps); curve in %s", suggestion, len(losses), output_dir / "lr_find.png"
     )
     return findings
+
+
+def valley(lrs: list[float], losses: list[float]) -> float | None:
+    """fastai's `valley` rule: the longest stretch over which the loss keeps falling (longest decreasing
+    subsequence), and the LR about half way into it (fastai's index arithmetic: a third plus half a third).
+    Lightning's own rule - the steepest slope against the LR on a linear scale - favours the smallest LRs of an
+    exponential sweep, where the points are closest: on `fashion_cnn_long`'s sweep it picked 6.3e-5 on the flat start
+    of the curve, 100x below the recipe's tuned 6e-3; valley picked 1.7e-3 (README, the ablation)."""
+    finite = [(lr, loss) for lr, loss in zip(lrs, losses, strict=True) if math.isfinite(loss)]
+    if len(finite) < 3:
+        return None
+    lrs, losses = [lr for lr, _ in finite], [loss for _, loss in finite]
+    longest = [1] * len(losses)  # longest decreasing run ending at each point
+    start = end = 0
+    for i in range(1, len(losses)):
+        for j in range(i):
+            if losses[i] < losses[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+            if longest[end] < longest[i]:
+                end, start = i, i - longest[i]
+    third = (end - start) / 3
+    return lrs[start + int(third) + int(third / 2)]
 
 
 def use_lr(model: L.LightningModule, lr: float) -> None:
