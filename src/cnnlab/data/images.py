@@ -1,20 +1,55 @@
-"""Image files -> uint8 tensors, the way every cnnlab model sees them: any format or mode PIL reads
-(grey, RGB, RGBA, palette, 16-bit, CMYK, ...) converted to the model's channels and size."""
+"""Image files -> uint8 tensors, the way every cnnlab model sees them: the formats cnnlab lists (PNG, JPEG, BMP, GIF,
+TIFF, WebP, PPM/PGM/PBM) in any mode (grey, RGB, RGBA, palette, 16-bit, CMYK, ...) converted to the model's channels
+and size.
+
+Every image file is hostile input: it is opened only by the decoders of `IMAGE_FORMATS` (a PostScript file named
+`.png` never reaches Pillow's EPS plugin, which would call Ghostscript), and its declared size is checked against a
+pixel limit from the header alone, before any pixel is decoded (a 12000x12000 PNG of a few KB is refused, not
+expanded into 432 MB).
+"""
 
 from __future__ import annotations
 
 import glob
 import io
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow's names for the suffixes above
+# 50 megapixels: a 48 MP phone photo passes; a decompression bomb (Pillow only warns below 89 MP) does not.
+MAX_PIXELS = 50_000_000
+# Pillow warns from 89 MP on; every such image is refused by the stricter check of open_image, so the warning is
+# noise (and catch_warnings is not thread-safe in decode_many's threads).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class ImageRefused(ValueError):
+    """An image file cnnlab will not decode: a format it does not list, or more pixels than the limit."""
+
+
+def open_image(source: str | Path | IO[bytes], max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The image of a file (or a file object of its bytes), its header read and checked, nothing decoded yet.
+    Raises ImageRefused for a format outside IMAGE_FORMATS or over `max_pixels`, OSError for anything unreadable."""
+    try:
+        image = Image.open(source, formats=IMAGE_FORMATS)
+    except Image.UnidentifiedImageError as err:
+        raise ImageRefused(f"not an image in a format cnnlab reads ({', '.join(IMAGE_FORMATS)})") from err
+    except Image.DecompressionBombError as err:  # Pillow's own limit (2 x 89 MP) is far above MAX_PIXELS
+        raise ImageRefused(f"{err}; refused before decoding") from None
+    if image.width * image.height > max_pixels:
+        image.close()
+        raise ImageRefused(f"{image.width}x{image.height} pixels is over the limit of {max_pixels:,} (max_pixels); "
+                           "refused before decoding")  # fmt: skip
+    return image
 
 
 def expand_inputs(inputs: str | Sequence[str]) -> tuple[list[Path], list[Path]]:
@@ -37,11 +72,18 @@ def expand_inputs(inputs: str | Sequence[str]) -> tuple[list[Path], list[Path]]:
     return list(dict.fromkeys(found)), list(dict.fromkeys(not_images))
 
 
-def decode_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
-    """uint8 (channels, H, W). Raises OSError / ValueError for anything that is not a readable image."""
-    with Image.open(path) as image:
+def decode_image(source: str | Path | IO[bytes], channels: int, size: Sequence[int],
+                 max_pixels: int = MAX_PIXELS) -> torch.Tensor:  # fmt: skip
+    """uint8 (channels, H, W). Raises OSError / ValueError for anything that is not a readable image, ImageRefused
+    (a ValueError) for one cnnlab will not decode."""
+    with open_image(source, max_pixels) as image:
         image.load()
         return image_to_tensor(image, channels, size)
+
+
+def decode_image_bytes(data: bytes, channels: int, size: Sequence[int], max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """`decode_image` of a file's bytes held in memory (a shard item, a Hugging Face cell)."""
+    return decode_image(io.BytesIO(data), channels, size, max_pixels)
 
 
 def image_to_tensor(image: Image.Image, channels: int, size: Sequence[int]) -> torch.Tensor:
