@@ -100,7 +100,7 @@ def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(in
 
     run([installed / "cnnlab-export", f"ckpt_path={checkpoint}", "format=torchscript", "hydra.run.dir=export"],
         project, env)  # fmt: skip
-    assert checkpoint.with_suffix(".pt").is_file()
+    assert (project / "export" / checkpoint.with_suffix(".pt").name).is_file()  # in the export's own run dir
 
     # Looking inside the user's own backbone: its last conv is where the maps are computed; the sanity check
     # randomizes its layers one by one (it has no `stages()`).

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab.callbacks import DivergenceGuard, Resumable
 from cnnlab.checkpoints import AtomicCheckpointIO
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.feature_cache import FeatureDataModule
@@ -98,8 +99,17 @@ def _instantiate_each(group: DictConfig | None) -> list[Any]:
     return [build(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+# Callbacks that keep a run's work safe, in every callbacks group (callbacks=none and a user's own included): each
+# goes only when its key is set to null on purpose, e.g. `+callbacks.divergence_guard=null`.
+SAFETY_CALLBACKS = {"divergence_guard": DivergenceGuard, "resumable": Resumable}
+
+
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    group = cfg.get("callbacks") or {}
     callbacks = _instantiate_each(cfg.get("callbacks"))
+    for key, cls in SAFETY_CALLBACKS.items():
+        if key not in group and not any(isinstance(c, cls) for c in callbacks):
+            callbacks.append(cls())
     if not cfg.get("logger"):
         # logger=none: the LR monitor has nowhere to write (Lightning would refuse to start), so it goes
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

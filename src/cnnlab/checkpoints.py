@@ -1,30 +1,32 @@
 """Checkpoints: written atomically, read so that nothing in them can run code, resolved for resuming a run.
 
 A checkpoint is data: tensors and plain values, read with `weights_only=True` (see `cnnlab.utils.io`). What it
-names - the model class, the backbone and the data it was trained on, as `_target_` paths - is imported only when it
-is a class of the kind expected there (a subclass of ImageClassifier, of torch's Module, of LightningDataModule)
-from outside Python's standard library, and called only then: a crafted `_target_: os.system` is refused by name.
+names - the model class, the backbone and the data it was trained on, as `_target_` paths at any depth - is imported
+only from trusted modules (`trusted_modules`: cnnlab's, the torch / timm classes its configs use, the user's own), and
+called only when it is a class of the kind expected there (an ImageClassifier, a torch Module, a
+LightningDataModule): a crafted `_target_: os.system` or a class of some installed library is refused by name.
 """
 
 from __future__ import annotations
 
 import inspect
 import pickle
-import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import get_class
+from hydra.utils import get_object
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from cnnlab.errors import CnnlabError, Problems
+from cnnlab.errors import CnnlabError, Problems, failed_write, write_error_behind
 from cnnlab.models import ImageClassifier
+from cnnlab.utils.config import user_config_dirs
 from cnnlab.utils.io import load_without_code, write_atomic
+from cnnlab.utils.tensorboard import flatten
 
 READ_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, TypeError, pickle.UnpicklingError)
 CLASSIFIER = f"{ImageClassifier.__module__}.{ImageClassifier.__qualname__}"
@@ -42,7 +44,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-save (one rank writes)
             stale.unlink(missing_ok=True)
-        write_atomic(path, lambda handle: torch.save(checkpoint, handle))
+        try:
+            write_atomic(path, lambda handle: torch.save(checkpoint, handle))
+        except (OSError, RuntimeError) as err:  # torch reports a full disk as "inline_container.cc: unexpected pos"
+            cause = write_error_behind(err)
+            if cause is None:
+                raise
+            raise failed_write(cause, path) from None
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         if "://" in str(path):
@@ -86,46 +94,99 @@ def read_checkpoint(path: str | Path | None, needs: tuple[str, ...] = ("state_di
     return checkpoint
 
 
-def trusted_class(target: Any, base: type, where: str, source: Path) -> type:
-    """The class a checkpoint names at `where`, imported and returned only if it can be a `base` there."""
-    module = str(target).rpartition(".")[0]
-    top = module.split(".")[0]
-    refused = CnnlabError(
-        f"ckpt_path={str(source)!r} names {where}={target!r}, which is not a {base.__name__} class: refused, and "
-        "nothing it names was run. The file was not written by cnnlab as it is; use the run's own checkpoint."
+# The modules a checkpoint's `_target_`s may name, at any depth: cnnlab's own and the torch / timm classes its configs
+# use. The user adds their own (`trust=[my_pkg]`); the modules of their project (beside a user config dir) join by
+# themselves. Checked on the name, before anything is imported.
+TRUSTED_MODULES = ("cnnlab", "torch.nn", "torch.optim", "timm.models", "timm.layers")
+
+
+def trusted_modules(extra: Iterable[str] | None = ()) -> tuple[str, ...]:
+    """Every module prefix a checkpoint may name: cnnlab's, the user's projects' (the packages and .py files beside
+    each user config dir) and `extra` (the verbs' `trust=[...]`)."""
+    extra = [extra] if isinstance(extra, str) else list(extra or ())
+    bad = [m for m in extra if not (isinstance(m, str) and all(part.isidentifier() for part in m.split(".")))]
+    if bad:
+        raise CnnlabError(f"trust={extra!r}: each entry is a module name such as my_project or my_project.nets "
+                          f"(not {', '.join(map(repr, bad))}).")  # fmt: skip
+    return (*TRUSTED_MODULES, *project_modules(), *extra)
+
+
+def project_modules() -> list[str]:
+    """The top-level packages and modules of the user's own projects: the folder holding each user config dir."""
+    found = []
+    for directory in user_config_dirs():
+        for entry in sorted(directory.resolve().parent.iterdir()):
+            name = entry.stem if entry.suffix == ".py" else entry.name if entry.is_dir() else ""
+            if name.isidentifier() and name != "conf":
+                found.append(name)
+    return found
+
+
+def _is_trusted(target: str, trusted: tuple[str, ...]) -> bool:
+    return any(target.startswith(f"{module}.") for module in trusted)
+
+
+def _refused_target(source: Path, where: str, target: Any, why: str) -> CnnlabError:
+    return CnnlabError(
+        f"ckpt_path={str(source)!r} names {where}={target!r}, {why}: refused, and nothing it names was imported or "
+        "run. A checkpoint builds only classes of cnnlab, torch.nn / torch.optim, timm and your own project; if "
+        "that module is yours, say so with trust=[<module>]. Otherwise use a checkpoint written by cnnlab."
     )
-    if not isinstance(target, str) or not module or top in sys.stdlib_module_names or top == "builtins":
-        raise refused
+
+
+def trusted_class(target: Any, base: type, where: str, source: Path, trusted: tuple[str, ...] = TRUSTED_MODULES
+                  ) -> type:  # fmt: skip
+    """The class a checkpoint names at `where`, imported only if its module is trusted, returned only if it can be
+    a `base` there."""
+    if not isinstance(target, str) or not _is_trusted(target, trusted):
+        raise _refused_target(source, where, target, "which is not from a trusted module")
     try:
-        cls = get_class(target)
+        cls = get_object(target)
     except Exception as err:  # Hydra wraps import errors of every kind
         raise CnnlabError(
             f"ckpt_path={str(source)!r} was trained with {where}={target}, which cannot be imported here ({err}). "
             "Install the package that defines it, or run from the project that holds it."
         ) from None
     if not (inspect.isclass(cls) and issubclass(cls, base)):
-        raise refused
+        kind = "a class" if base is object else f"a {base.__name__} class"
+        raise _refused_target(source, where, target, f"which is not {kind}")
     return cls
 
 
-def check_targets(config: Any, base: type, where: str, source: Path) -> None:
-    """Every `_target_` in a config read from a checkpoint: the top one a `base` class, any nested one a class."""
+def check_targets(config: Any, where: str, source: Path, trusted: tuple[str, ...], base: type = object,
+                  functions_from: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Every `_target_` of a config read from a checkpoint, at any depth (lists included): from a trusted module and
+    a class (the top one a `base`), or a function of `functions_from`. A `${...}` string is refused too: composing
+    it would call resolvers (environment variables, the directories cnnlab's own resolvers make)."""
+    if isinstance(config, str) and "${" in config:
+        raise _refused_target(source, where, config, "an interpolation that composing would resolve")
+    if isinstance(config, list | tuple):
+        for i, value in enumerate(config):
+            check_targets(value, f"{where}[{i}]", source, trusted, functions_from=functions_from)
     if not isinstance(config, Mapping):
         return
     if "_target_" in config:
-        trusted_class(config["_target_"], base, f"{where}._target_", source)
+        target = config["_target_"]
+        if not (isinstance(target, str) and _is_trusted(target, functions_from)):
+            trusted_class(target, base, f"{where}._target_", source, trusted)
     for key, value in config.items():
-        if isinstance(value, Mapping):
-            check_targets(value, object, f"{where}.{key}", source)
+        if key != "_target_":
+            check_targets(value, f"{where}.{key}", source, trusted, functions_from=functions_from)
 
 
-def load_classifier(path: str | Path | None, device: str | torch.device = "cpu") -> ImageClassifier:
-    """The ImageClassifier (or the user's subclass) of a cnnlab checkpoint, in eval mode, on `device`."""
+def load_classifier(path: str | Path | None, device: str | torch.device = "cpu",
+                    trust: Iterable[str] | None = ()) -> ImageClassifier:  # fmt: skip
+    """The ImageClassifier (or the user's subclass) of a cnnlab checkpoint, in eval mode, on `device`. Everything it
+    names is checked before anything is imported (see `trusted_modules`; `trust` adds the user's own modules)."""
     path = resolve_checkpoint(path)
+    trusted = trusted_modules(trust)
     checkpoint = read_checkpoint(path, needs=("state_dict", "hyper_parameters"))
     saved = checkpoint.get("cnnlab") or {}
-    cls = trusted_class(saved.get("model_class", CLASSIFIER), ImageClassifier, "the model class", path)
-    check_targets((checkpoint["hyper_parameters"] or {}).get("backbone"), nn.Module, "model.backbone", path)
+    hparams = checkpoint["hyper_parameters"] or {}
+    cls = trusted_class(saved.get("model_class", CLASSIFIER), ImageClassifier, "the model class", path, trusted)
+    check_targets(hparams.get("backbone"), "model.backbone", path, trusted, base=nn.Module)
+    others = {key: value for key, value in hparams.items() if key != "backbone"}
+    check_targets(others, "model", path, trusted, functions_from=("cnnlab.models.schedules",))  # LR schedules
     try:
         model = cls.from_checkpoint(checkpoint)
     except CnnlabError:
@@ -135,10 +196,28 @@ def load_classifier(path: str | Path | None, device: str | torch.device = "cpu")
     return model.eval().to(device)
 
 
-def trained_data_config(model: ImageClassifier, path: Path) -> dict[str, Any] | None:
-    """The data config the checkpoint's run used (to rebuild its test split), its targets checked."""
+def trained_data_config(model: ImageClassifier, path: Path, trust: Iterable[str] | None = ()) -> dict[str, Any] | None:
+    """The data config the checkpoint's run used (to rebuild its test split), its targets checked. It may point at
+    local data only: nothing a handed-over checkpoint names is downloaded or fetched."""
     data = (model.run_config or {}).get("data")
-    check_targets(data, L.LightningDataModule, "data", Path(path))
+    check_targets(data, "data", Path(path), trusted_modules(trust), base=L.LightningDataModule)
+    for key, value in (data or {}).items():
+        fetches = "is a remote address" if isinstance(value, str) and "://" in value else None
+        if key == "download" and value:
+            fetches = "downloads the dataset"
+        if (
+            key == "name"
+            and value
+            and str(data.get("_target_")).endswith("HuggingFaceDataModule")
+            and not data.get("path")
+        ):
+            fetches = "loads a dataset from the Hugging Face hub"
+        if fetches:
+            raise CnnlabError(
+                f"ckpt_path={str(path)!r} was trained with data.{key}={value!r}, which {fetches}: cnnlab fetches "
+                "nothing a checkpoint names. Give the data yourself: data=<option> (e.g. data=streaming "
+                "data.input_dir=<folder>, or the same dataset from a local copy)."
+            )
     return data
 
 
@@ -167,3 +246,32 @@ def check_resume(ckpt_path: Any, checkpoint_dir: Path, problems: Problems) -> No
             read_checkpoint(path, needs=("state_dict", "loops"))
     except CnnlabError as err:
         problems.add(str(err))
+
+
+def resume_differences(path: Path, config: Mapping[str, Any]) -> list[str]:
+    """The `data.*` and `model.*` values of this run that differ from those the checkpoint's run was started with,
+    as `key: checkpoint's -> this run's`."""
+    stored = (read_checkpoint(path, needs=()).get("cnnlab") or {}).get("config") or {}
+    then = {k: v for group in ("data", "model") for k, v in flatten(stored.get(group) or {}, f"{group}.", ".").items()}
+    now = {k: v for group in ("data", "model") for k, v in flatten(config.get(group) or {}, f"{group}.", ".").items()}
+    return [f"{key}: {then.get(key, '(unset)')} -> {now.get(key, '(unset)')}" for key in sorted(then.keys() | now)
+            if then.get(key) != now.get(key)]  # fmt: skip
+
+
+def check_weights_fit(model: nn.Module, path: Path, differences: list[str]) -> None:
+    """A resumed run's model must take the checkpoint's weights as they are (names and shapes); else one error that
+    names the first mismatches and the config values that changed, instead of Lightning's state-dict traceback."""
+    theirs = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    problems = [f"{k} missing" for k in sorted(own.keys() - theirs.keys())]
+    problems += [f"{k} not in this model" for k in sorted(theirs.keys() - own.keys())]
+    problems += [f"{k} {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(own.keys() & theirs.keys())
+                 if hasattr(theirs[k], "shape") and theirs[k].shape != own[k].shape]  # fmt: skip
+    if problems:
+        changed = "; ".join(differences[:8]) or "none of data.* / model.*"
+        raise CnnlabError(
+            f"ckpt_path={str(path)!r} cannot be resumed with this configuration: its weights do not fit the model "
+            f"({len(problems)} tensors differ, e.g. {'; '.join(problems[:3])}). Changed since that run: {changed}. "
+            "Resume with the overrides the run was started with (its .hydra/overrides.yaml), or start a new run "
+            "that takes its weights: model.weights=<that .ckpt>."
+        )

@@ -5,8 +5,11 @@ A message names the thing, what was expected and the fix.
 
 from __future__ import annotations
 
+import errno
 import math
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -14,13 +17,48 @@ class CnnlabError(ValueError):
     """A problem with the user's configuration, files or data, reported before any work is lost."""
 
 
+# Why a file could not be written, for the errors a user can fix (torch hides them behind its own RuntimeError).
+WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up", errno.EROFS: "a read-only file system",
+    errno.EACCES: "no permission to write there", errno.EPERM: "not permitted",
+}  # fmt: skip
+
+
+def write_error_behind(err: BaseException | None) -> OSError | None:
+    """The OSError of WRITE_ERRNOS behind `err`: raised as it is, or as the cause or context of another error."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def failed_write(err: OSError, path: str | Path | None = None) -> CnnlabError:
+    """One message for a file that could not be written: which, why, and that what was written before is intact."""
+    where = Path(path or err.filename or "a file")
+    reason = WRITE_ERRNOS.get(err.errno, "an OS error")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = next((shutil.disk_usage(p).free for p in (where, *where.parents) if p.exists()), None)
+        reason += f", {free / 1e6:.1f} MB free" if free is not None else ""
+    return CnnlabError(
+        f"cannot write {where}: {err.strerror or err} ({reason}). Nothing written before was changed (checkpoints "
+        "are replaced whole or not at all). Make room or choose a writable place (paths.log_dir=<dir>); a training "
+        "run goes on from its last checkpoint with hydra.run.dir=<its run dir> ckpt_path=last."
+    )
+
+
 def find_user_error(err: BaseException | None) -> CnnlabError | None:
-    """The CnnlabError behind `err`, also when Hydra's instantiate wrapped it."""
+    """The CnnlabError behind `err`, also when Hydra's instantiate wrapped it; a file that could not be written
+    (disk full, read-only, no permission) becomes one too."""
+    first = err
     while err is not None:
         if isinstance(err, CnnlabError):
             return err
         err = err.__cause__
-    return None
+    written = write_error_behind(first)
+    return failed_write(written) if written is not None else None
 
 
 def is_int(value: Any) -> bool:

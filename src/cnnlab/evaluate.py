@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from torchvision.io import write_png
 
 from cnnlab.builders import build_datamodule, build_loggers
-from cnnlab.checkpoints import load_classifier, resolve_checkpoint, trained_data_config
+from cnnlab.checkpoints import resolve_checkpoint, trained_data_config
 from cnnlab.errors import CnnlabError
-from cnnlab.inference import TestRun, run_test_split, use_tta
+from cnnlab.inference import TestRun, load_for_inference, run_test_split
 from cnnlab.utils.cli import hydra_cli
 from cnnlab.utils.figures import image_grid
 from cnnlab.utils.io import write_json_atomic
@@ -46,7 +46,7 @@ def classification_report(confusion: torch.Tensor, class_names: list[str]) -> di
 
 def _test_batches(cfg: DictConfig, model, checkpoint: Path):
     """The test loader of the checkpoint's own data (or `data=`), checked against what the model expects."""
-    data_cfg = cfg.get("data") or trained_data_config(model, checkpoint)
+    data_cfg = cfg.get("data") or trained_data_config(model, checkpoint, cfg.get("trust"))
     if not data_cfg:
         raise CnnlabError(f"{checkpoint} does not say which data it was trained on: add data=<option>.")
     datamodule, info = build_datamodule(data_cfg)
@@ -66,7 +66,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate `ckpt_path` on a test split; writes metrics.json, confusion_matrix.png and mistakes.png."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
-    model = use_tta(load_classifier(checkpoint, "cuda" if torch.cuda.is_available() else "cpu"), cfg.get("tta"))
+    model = load_for_inference(cfg)
     batches, info = _test_batches(cfg, model, checkpoint)
     run = run_test_split(model, batches, cfg.num_mistakes)
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)

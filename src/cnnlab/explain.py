@@ -22,10 +22,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from cnnlab.builders import build_loggers
-from cnnlab.checkpoints import load_classifier
 from cnnlab.config_checks import writable_dir_problem
 from cnnlab.errors import CnnlabError, Problems, is_int
-from cnnlab.inference import decoded_batches, image_files, labelled, predict_tensors
+from cnnlab.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
 from cnnlab.inspection.cams import CAM_METHODS, SanityStep, class_maps, sanity_check
 from cnnlab.inspection.features import first_layer_filters, stage_activations, strongest_channels
 from cnnlab.inspection.layers import find_layer
@@ -96,7 +95,7 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     """Class activation maps (or feature maps) for the images of `inputs`; PNGs and explain.json in `output`."""
     check_explain_config(cfg)
     paths = image_files(cfg.inputs)
-    model = load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu")
+    model = load_for_inference(cfg)
     rule = target_rule(cfg.target, model.class_names)
     layer_name, _ = find_layer(model, cfg.layer)
     output_dir = Path(str(cfg.output or cfg.paths.output_dir)).expanduser()

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from cnnlab.checkpoints import load_classifier, resolve_checkpoint
+from cnnlab.checkpoints import resolve_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.inference import use_tta
+from cnnlab.inference import load_for_inference
 from cnnlab.models.tta import tta_logits
 from cnnlab.utils.cli import hydra_cli
 from cnnlab.utils.io import write_json_atomic
@@ -69,10 +69,11 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if cfg.format not in FORMATS:
         raise CnnlabError(f"format={cfg.format!r}: use one of {', '.join(FORMATS)}.")
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
-    model = use_tta(load_classifier(checkpoint, "cpu"), cfg.get("tta"))
+    model = load_for_inference(cfg, "cpu")
     model.preprocess.channels_last = False  # a plain layout exports to the most runtimes
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[cfg.format]
-    path = Path(cfg.output) if cfg.output else checkpoint.with_suffix(suffix)
+    # In the export's own run dir by default: beside the checkpoint it would write into another run's folder.
+    path = Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / f"{checkpoint.stem}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     run = (export_onnx if cfg.format == "onnx" else export_torchscript)(model, path)
     images = example_batch(model, batch=8, seed=1)

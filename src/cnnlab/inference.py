@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.checkpoints import load_classifier
 from cnnlab.data.images import decode_many, expand_inputs
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
@@ -45,6 +46,13 @@ def decoded_batches(model: ImageClassifier, paths: list[Path], batch_size: int
 def labelled(model: ImageClassifier, classes: list[int], probs: list[float]) -> list[dict[str, Any]]:
     """One image's top-k as [{label, prob}], best first."""
     return [{"label": model.class_names[c], "prob": p} for c, p in zip(classes, probs, strict=True)]
+
+
+def load_for_inference(cfg: Any, device: str | None = None) -> ImageClassifier:
+    """The checkpoint of a verb's `ckpt_path` (read as `load_classifier` reads it, with the verb's `trust`), on the
+    GPU when there is one, with the verb's `tta` override applied."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return use_tta(load_classifier(cfg.ckpt_path, device, cfg.get("trust")), cfg.get("tta"))
 
 
 def use_tta(model: ImageClassifier, mode: str | None) -> ImageClassifier:

@@ -12,13 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
-from cnnlab.checkpoints import load_classifier
-from cnnlab.inference import decoded_batches, image_files, labelled, predict_tensors, use_tta
+from cnnlab.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
-from cnnlab.utils.io import write_json_atomic, write_text_atomic
+from cnnlab.utils.io import csv_cell, printable, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("cnnlab.predict")
 
@@ -40,8 +38,8 @@ def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 25
 def format_table(results: list[dict]) -> str:
     lines = []
     for row in results:
-        tops = "  ".join(f"{t['label']} {t['prob']:.3f}" for t in row["top"])
-        lines.append(f"{row['file']}: {tops}")
+        tops = "  ".join(f"{printable(t['label'])} {t['prob']:.3f}" for t in row["top"])
+        lines.append(f"{printable(row['file'])}: {tops}")
     return "\n".join(lines)
 
 
@@ -53,17 +51,18 @@ def write_results(path: Path, results: list[dict], errors: dict) -> None:
     writer = csv.writer(buffer)
     k = max((len(r["top"]) for r in results), default=0)
     writer.writerow(["file", "status", *[c for i in range(1, k + 1) for c in (f"label{i}", f"prob{i}")]])
-    for row in results:
-        writer.writerow([row["file"], "ok", *[v for t in row["top"] for v in (t["label"], f"{t['prob']:.6f}")]])
+    for row in results:  # file and class names are not cnnlab's: each cell is made safe to open in a spreadsheet
+        labels = [v for t in row["top"] for v in (csv_cell(t["label"]), f"{t['prob']:.6f}")]
+        writer.writerow([csv_cell(row["file"]), "ok", *labels])
     for file, error in errors.items():
-        writer.writerow([str(file), f"error: {error}"])
+        writer.writerow([csv_cell(file), csv_cell(f"error: {error}")])
     write_text_atomic(path, buffer.getvalue())
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
     paths = image_files(cfg.inputs)
-    model = use_tta(load_classifier(cfg.ckpt_path, "cuda" if torch.cuda.is_available() else "cpu"), cfg.get("tta"))
+    model = load_for_inference(cfg)
     results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size)
     print(format_table(results))
     for file, error in errors.items():

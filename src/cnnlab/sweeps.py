@@ -32,7 +32,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
 from cnnlab.utils.config import split_override
 from cnnlab.utils.figures import interval_plot
-from cnnlab.utils.io import write_json_atomic, write_text_atomic
+from cnnlab.utils.io import csv_cell, write_json_atomic, write_text_atomic
 from cnnlab.utils.stats import Comparison, paired, spread
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,8 @@ def _csv(rows: list[dict[str, Any]], columns: list[str] | None) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns or (list(rows[0]) if rows else ["configuration"]),
                             extrasaction="ignore")  # fmt: skip
     writer.writeheader()
-    writer.writerows(rows)
+    # The jobs' values come from files in the sweep dir: text cells are made safe to open in a spreadsheet.
+    writer.writerows({k: csv_cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
     return buffer.getvalue()
 
 

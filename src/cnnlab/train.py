@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.builders import (
     build_callbacks,
@@ -21,7 +20,7 @@ from cnnlab.builders import (
     with_feature_cache,
 )
 from cnnlab.callbacks import TrainingInterrupted, in_saving_order
-from cnnlab.checkpoints import checkpoint_dir, resume_checkpoint
+from cnnlab.checkpoints import check_weights_fit, checkpoint_dir, resume_checkpoint, resume_differences
 from cnnlab.config_checks import check_train_config
 from cnnlab.inspection.summary import summarize_model
 from cnnlab.sweeps import swept_keys
@@ -29,6 +28,7 @@ from cnnlab.tuning import find_lr, use_lr
 from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config, split_override
 from cnnlab.utils.io import write_json_atomic
+from cnnlab.utils.rundir import is_resume, owning_run_dir, resume_command
 from cnnlab.utils.tensorboard import log_hparams
 
 log = logging.getLogger("cnnlab.train")
@@ -42,6 +42,13 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     started = time.perf_counter()
     _route_lightning_logs()
     check_train_config(cfg)  # every value, before any data is loaded
+    output_dir = Path(cfg.paths.output_dir)
+    with owning_run_dir(output_dir, is_resume(cfg), resume_command(_task_overrides(), output_dir),
+                        _launcher_files(output_dir)):  # fmt: skip
+        return _train(cfg, started, extra_callbacks)
+
+
+def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dict[str, Any]:
     checkpoints = checkpoint_dir(cfg)
     resume_from = resume_checkpoint(cfg.ckpt_path, checkpoints) if cfg.train else None
     if cfg.train and cfg.ckpt_path == "last" and resume_from is None:
@@ -76,6 +83,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
             write_json_atomic(output_dir / "metrics.json", summary)
             return summary
         use_lr(model, findings["suggestion"])
+    if resume_from is not None:
+        _check_resume(model, resume_from, cfg)
     if cfg.train:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
@@ -106,9 +115,20 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     return summary
 
 
+def _check_resume(model: Any, checkpoint: Path, cfg: DictConfig) -> None:
+    """Resuming with other data / model values: refused where the weights cannot fit, else said, key by key (the
+    run's checkpoints record this run's config, not the resumed one's)."""
+    differences = resume_differences(checkpoint, resolved_config(cfg))
+    check_weights_fit(model, checkpoint, differences)
+    if differences:
+        log.warning("resuming %s with other values than its run had (this run's are recorded): %s", checkpoint,
+                    "; ".join(differences))  # fmt: skip
+
+
 def _report_interruption(stop: TrainingInterrupted, output_dir: Path) -> dict[str, Any]:
     """Log how to resume; exit 130 / 143 like an interrupted shell command. A sweep stops too (Ctrl+C means all)."""
-    log.warning("interrupted (%s); resume in the same run dir with:\n  %s", stop, _resume_command(output_dir))
+    log.warning("interrupted (%s); resume in the same run dir with:\n  %s", stop,
+                resume_command(_task_overrides(), output_dir))  # fmt: skip
     if is_multirun():
         raise SystemExit(stop.exit_code)
     record_exit_code(stop.exit_code)
@@ -129,10 +149,15 @@ def _table_overrides() -> list[str]:
     return [o for o in overrides if split_override(o)[0] in swept]
 
 
-def _resume_command(output_dir: Path) -> str:
-    """The command that resumes this run (a sweep job too) in its own directory, quoted to paste into a shell."""
-    kept = [o for o in _task_overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
-    return shlex.join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
+def _launcher_files(output_dir: Path) -> list[str]:
+    """What Hydra wrote into this job's directory before the job began (a sweep job's `.hydra/` and log)."""
+    if not HydraConfig.initialized():
+        return []
+    hydra = HydraConfig.get()
+    job_dir = OmegaConf.select(hydra, "runtime.output_dir", throw_on_missing=False)
+    if not job_dir or Path(job_dir).resolve() != output_dir.resolve():
+        return []
+    return [hydra.output_subdir or ".hydra", f"{hydra.job.name}.log"]
 
 
 def _final_metrics(callback_metrics: dict[str, Any]) -> dict[str, float]:

@@ -132,7 +132,8 @@ class ImageClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("cnnlab") or {}
-        self.run_config = saved.get("config")
+        if self.run_config is None:  # a model rebuilt from the file; a resumed run keeps its own config
+            self.run_config = saved.get("config")
         if saved.get("train_sums"):  # a run resumed mid-epoch goes on summing (Lightning skips on_train_epoch_start)
             self._train_sums.copy_(torch.tensor(saved["train_sums"]))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
 import warnings
@@ -16,8 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cnnlab.errors import find_user_error
+from cnnlab.errors import CnnlabError, find_user_error
 from cnnlab.utils.config import CONF_PATH, use_user_configs
+from cnnlab.utils.io import printable
 from cnnlab.utils.rundir import register_resolvers
 
 log = logging.getLogger("cnnlab")
@@ -45,6 +47,7 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> T | None:
+        escape_foreign_text_in_logs()
         try:
             return task(cfg)
         except Exception as err:
@@ -56,6 +59,34 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
             return None
 
     return wrapper
+
+
+class _EscapeArguments(logging.Filter):
+    """The values a log line quotes (file and class names from a dataset, a checkpoint, an error) with their control
+    characters escaped: a class named "x\\n[...][cnnlab][INFO] - ..." cannot forge a line of train.log, nor an ANSI
+    escape rewrite the terminal. cnnlab's own messages (the format, and its CnnlabErrors, which quote what they name
+    with repr) keep their line breaks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and not getattr(record, "cnnlab_escaped", False):
+            record.args = tuple(_escaped(a) for a in record.args)
+            record.cnnlab_escaped = True  # the record goes to each handler: escaped once
+        return True
+
+
+def _escaped(value: object) -> object:
+    """Strings, paths and errors escaped (a CnnlabError keeps the line breaks of its list of problems); numbers, for
+    `%d` and `%.4f`, as they are."""
+    if isinstance(value, CnnlabError):
+        return printable(value, keep="\n")
+    return printable(value) if isinstance(value, str | os.PathLike | BaseException) else value
+
+
+def escape_foreign_text_in_logs() -> None:
+    """Every handler of the root logger (Hydra's console and the run's log file) escapes what a line quotes."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _EscapeArguments) for f in handler.filters):
+            handler.addFilter(_EscapeArguments())
 
 
 class _DropMessages(logging.Filter):

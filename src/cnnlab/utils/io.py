@@ -41,6 +41,25 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+# Characters that would change how a line reads in a terminal or a log: control characters (newlines forging a log
+# line, ANSI escapes) and the bidirectional overrides of Unicode (text shown in another order than it is).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so as a formula
+
+
+def printable(text: Any, keep: str = "") -> str:
+    """`text` for a log line or a terminal: each control character but those in `keep` shown as its escape (\\n,
+    \\x1b), the rest kept as it is (accents, CJK)."""
+    return _UNPRINTABLE.sub(lambda m: m.group() if m.group() in keep else repr(m.group())[1:-1], str(text))
+
+
+def csv_cell(text: Any) -> str:
+    """A value cnnlab did not write itself (a file or class name) as a CSV cell a spreadsheet shows, never runs:
+    a leading formula character gets OWASP's `'` prefix, control characters their escapes."""
+    text = printable(text)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda handle: handle.write(text.encode()))
 

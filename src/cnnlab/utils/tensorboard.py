@@ -19,13 +19,13 @@ def tensorboard_writers(loggers: Sequence[Logger]) -> list[Any]:
     return [lg.experiment for lg in loggers if isinstance(lg, TensorBoardLogger)]
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
     """Nested config -> {"a/b": scalar}; lists and None become strings (the hparams tab takes scalars)."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}/"))
+            flat.update(flatten(value, f"{name}{sep}", sep))
         elif isinstance(value, bool | int | float | str):
             flat[name] = value
         else:
