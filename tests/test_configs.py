@@ -8,7 +8,8 @@ import lightning as L
 import pytest
 import torch
 
-from cnnlab.builders import build_callbacks, build_loggers, build_model, build_trainer
+from cnnlab.builders import SAFETY_CALLBACKS, build_callbacks, build_loggers, build_model, build_trainer
+from cnnlab.callbacks import DivergenceGuard, Resumable
 from cnnlab.config_checks import check_train_config, check_trainer
 from cnnlab.data import DigitsDataModule
 from cnnlab.errors import Problems
@@ -72,7 +73,11 @@ def build_option(cfg, group: str, option: str, info, tmp_path: Path) -> None:
         assert isinstance(build_trainer(cfg, build_callbacks(cfg)), L.Trainer)
     elif group in ("callbacks", "logger"):
         built = build_callbacks(cfg) if group == "callbacks" else build_loggers(cfg) or []
-        assert len(built) == len([v for v in cfg[group].values() if "_target_" in v])
+        configured = [v for v in cfg[group].values() if "_target_" in v]
+        if group == "callbacks":  # every callbacks group keeps the safety callbacks (SAFETY_CALLBACKS)
+            assert {DivergenceGuard, Resumable} <= {type(c) for c in built}
+            configured += [c for c in SAFETY_CALLBACKS if c not in cfg[group]]
+        assert len(built) == len(configured)
     elif group in ("experiment", "debug"):
         check_train_config(cfg)
         assert isinstance(build(cfg.data), L.LightningDataModule)

@@ -103,7 +103,7 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     writers = tensorboard_writers(build_loggers(cfg) or [])
     try:
         if cfg.what == "features":
-            report = explain_features(model, paths, output_dir, cfg.max_channels, writers)
+            report = explain_features(model, paths, output_dir, cfg.max_channels, writers, cfg.get("max_pixels"))
         else:
             report = explain_cams(model, paths, output_dir, cfg, rule, layer_name, writers)
     finally:
@@ -125,7 +125,7 @@ def explain_cams(model: ImageClassifier, paths: list[Path], output_dir: Path, cf
     layer = dict(model.named_modules())[layer_name]
     k = min(int(cfg.top_k), model.num_classes)
     files, errors, pictures, sanity_rows = [], {}, [], []
-    for batch, (images, good, bad) in enumerate(decoded_batches(model, paths, cfg.batch_size)):
+    for batch, (images, good, bad) in enumerate(decoded_batches(model, paths, cfg.batch_size, cfg.get("max_pixels"))):
         errors.update({str(p): e for p, e in bad.items()})
         if images is None:
             continue
@@ -174,11 +174,11 @@ def _sanity_summary(batches: list[list]) -> list[dict[str, Any]]:
 
 
 def explain_features(model: ImageClassifier, paths: list[Path], output_dir: Path, max_channels: int,
-                     writers: list) -> dict[str, Any]:  # fmt: skip
+                     writers: list, max_pixels: int | None = None) -> dict[str, Any]:  # fmt: skip
     """The first readable image's activations per conv stage (strongest channels first) and the first filters."""
     errors: dict[str, str] = {}
     image, source = None, None
-    for images, good, bad in decoded_batches(model, paths, 1):
+    for images, good, bad in decoded_batches(model, paths, 1, max_pixels):
         errors.update({str(p): e for p, e in bad.items()})
         if images is not None:
             image, source = images[0], good[0]

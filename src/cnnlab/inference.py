@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from cnnlab.checkpoints import load_classifier
-from cnnlab.data.images import decode_many, expand_inputs
-from cnnlab.errors import CnnlabError
+from cnnlab.data.images import MAX_PIXELS, decode_many, expand_inputs
+from cnnlab.errors import CnnlabError, is_int
 from cnnlab.models import ImageClassifier
 from cnnlab.models.tta import TTA_MODES
 
@@ -33,13 +33,18 @@ def image_files(inputs: Any) -> list[Path]:
     return paths
 
 
-def decoded_batches(model: ImageClassifier, paths: list[Path], batch_size: int
+def decoded_batches(model: ImageClassifier, paths: list[Path], batch_size: int, max_pixels: int | None = None
                     ) -> Iterator[tuple[torch.Tensor | None, list[Path], dict[Path, str]]]:  # fmt: skip
     """The files decoded to the channels and size the model was trained on, `batch_size` at a time: (uint8 images,
-    or None when none of the batch could be read; the files they came from; {file: error} for the others)."""
+    or None when none of the batch could be read; the files they came from; {file: error} for the others). A file
+    declaring more than `max_pixels` (the verb's `max_pixels`) is one of the others, never decoded."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if not is_int(max_pixels) or max_pixels < 1:
+        raise CnnlabError(f"max_pixels={max_pixels!r}: an integer >= 1, the most pixels one image may declare "
+                          f"(default {MAX_PIXELS:,}).")  # fmt: skip
     channels, size = int(model.hparams.data["in_chans"]), list(model.hparams.data["image_size"])
     for start in range(0, len(paths), batch_size):
-        images, good, bad = decode_many(paths[start : start + batch_size], channels, size)
+        images, good, bad = decode_many(paths[start : start + batch_size], channels, size, max_pixels)
         yield (torch.stack(images) if images else None), good, bad
 
 

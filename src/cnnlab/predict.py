@@ -21,11 +21,12 @@ from cnnlab.utils.io import csv_cell, printable, write_json_atomic, write_text_a
 log = logging.getLogger("cnnlab.predict")
 
 
-def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256) -> tuple[list[dict], dict]:
+def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256,
+                  max_pixels: int | None = None) -> tuple[list[dict], dict]:  # fmt: skip
     """Top-k predictions per readable file, and {path: error} for the others; decoded and run batch by batch."""
     k = min(top_k, model.num_classes)
     results, errors = [], {}
-    for images, good, bad in decoded_batches(model, paths, batch_size):
+    for images, good, bad in decoded_batches(model, paths, batch_size, max_pixels):
         errors.update(bad)
         if images is None:
             continue
@@ -63,7 +64,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
     paths = image_files(cfg.inputs)
     model = load_for_inference(cfg)
-    results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size)
+    results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size, cfg.get("max_pixels"))
     print(format_table(results))
     for file, error in errors.items():
         log.error("could not read %s: %s (skipped)", file, error)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import re
@@ -20,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -32,6 +30,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
 from cnnlab.utils.config import split_override
 from cnnlab.utils.figures import interval_plot
+from cnnlab.utils.files import read_json, read_yaml
 from cnnlab.utils.io import csv_cell, write_json_atomic, write_text_atomic
 from cnnlab.utils.stats import Comparison, paired, spread
 
@@ -70,11 +69,11 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         job_file, overrides_file = job_dir / JOB_FILE, job_dir / ".hydra" / "overrides.yaml"
         if not job_file.is_file() and not overrides_file.is_file():
             continue
-        record = json.loads(job_file.read_text()) if job_file.is_file() else {}
+        record = read_json(job_file, sweep_dir) if job_file.is_file() else {}
         if "overrides" not in record:
-            record["overrides"] = yaml.safe_load(overrides_file.read_text()) or []
+            record["overrides"] = read_yaml(overrides_file, sweep_dir) or []
         metrics_file = job_dir / "metrics.json"
-        records.append((job_dir, record, json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}))
+        records.append((job_dir, record, read_json(metrics_file, sweep_dir) if metrics_file.is_file() else {}))
     shared = set.intersection(*(set(r["overrides"]) for _, r, _ in records)) if len(records) > 1 else set()
     rows = []
     for job_dir, record, metrics in records:
@@ -104,7 +103,7 @@ def swept_keys(sweep_dir: str | Path) -> set[str]:
     config = Path(sweep_dir) / "multirun.yaml"
     if not config.is_file():
         return set()
-    hydra = (yaml.safe_load(config.read_text()) or {}).get("hydra") or {}
+    hydra = (read_yaml(config, sweep_dir) or {}).get("hydra") or {}
     keys = set((hydra.get("sweeper") or {}).get("params") or {})
     for override in (hydra.get("overrides") or {}).get("task") or []:
         key, value = split_override(override)
@@ -154,7 +153,7 @@ def _sort_key(metric: str):
 
 def optuna_best(sweep_dir: Path) -> dict[str, Any] | None:
     path = Path(sweep_dir) / "optimization_results.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    return read_yaml(path, sweep_dir) if path.is_file() else None
 
 
 JOB_COLUMNS = ["job", "status", "overrides", *METRIC_COLUMNS, "params", "duration_s", "error"]
@@ -239,7 +238,7 @@ def _cell(value: Any) -> str:
 def _optimized_metric(sweep_dir: Path) -> str:
     config = Path(sweep_dir) / "multirun.yaml"
     if config.is_file():
-        return (yaml.safe_load(config.read_text()) or {}).get("optimized_metric") or M.VAL_ACC_BEST
+        return (read_yaml(config, sweep_dir) or {}).get("optimized_metric") or M.VAL_ACC_BEST
     return M.VAL_ACC_BEST
 
 

@@ -43,6 +43,9 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
         problems.check(ok, "data.cache_max_gb", values["cache_max_gb"], "a number >= 0 (0 = always stream from disk)")
     if "num_workers" in values:
         problems.int_at_least("data.num_workers", values["num_workers"], 0)
+    if "max_pixels" in values:  # data=image_folder, data=hf: the most pixels one image may declare
+        problems.int_at_least("data.max_pixels", values["max_pixels"], 1,
+                              note=" (pixels; a larger image is skipped, never decoded)")  # fmt: skip
     for key in ("mean", "std"):  # data=torchvision's published statistics
         if values.get(key) is not None:
             stats = values[key]

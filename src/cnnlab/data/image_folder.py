@@ -2,8 +2,10 @@
 
 Missing splits are seeded, stratified splits of `train`. Every image is decoded once to `image_size` and
 `channels` into one uint8 tensor when that fits in `cache_max_gb`; otherwise files are decoded per batch by
-DataLoader workers (same uint8 batches, so the model is the same either way). Unreadable files are skipped
-with a warning that names them; an empty class folder is an error.
+DataLoader workers (same uint8 batches, so the model is the same either way). Unreadable files (and those refused:
+a format cnnlab does not read, more pixels than `max_pixels`) are skipped with a warning that names them; an empty
+class folder is an error. Only files inside `root` are read: a file or class folder whose real path lies outside it
+(a symlink leading elsewhere) is left out, named in one log line.
 """
 
 from __future__ import annotations
@@ -17,21 +19,30 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.checks import check_data
-from cnnlab.data.images import IMAGE_SUFFIXES, decode_image, decode_many
+from cnnlab.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, decode_many, log_outside
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError, Problems
+from cnnlab.utils.files import inside, real_root
 
 log = logging.getLogger(__name__)
 SPLIT_DIRS = ("train", "val", "test")
 
 
-def list_classes(folder: Path) -> dict[str, list[Path]]:
-    """{class name: its image files}, one sub-folder per class, sorted by name."""
+def list_classes(folder: Path, root: str | None = None, outside: list[Path] | None = None) -> dict[str, list[Path]]:
+    """{class name: its image files}, one sub-folder per class, sorted by name. Only what lies inside `root` (a
+    `real_root`; `folder`'s own by default): class folders and files leading outside it are left out, and added to
+    `outside` when given."""
+    root = real_root(folder) if root is None else root
+    outside = [] if outside is None else outside
     classes = {}
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        classes[class_dir.name] = sorted(
-            f for f in class_dir.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        if not inside(class_dir, root):
+            outside.append(class_dir)
+            continue
+        files = sorted(f for f in class_dir.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        kept = [inside(f, root) for f in files]
+        outside += [f for f, keep in zip(files, kept, strict=True) if not keep]
+        classes[class_dir.name] = [f for f, keep in zip(files, kept, strict=True) if keep]
     return classes
 
 
@@ -39,15 +50,17 @@ class FileImages(Dataset):
     """Decodes one file per item (for data too large to cache). An unreadable file yields None, which
     `collate_readable` drops, so one bad file costs one sample, not the run."""
 
-    def __init__(self, files: Sequence[Path], labels: torch.Tensor, channels: int, size: Sequence[int]) -> None:
+    def __init__(self, files: Sequence[Path], labels: torch.Tensor, channels: int, size: Sequence[int],
+                 max_pixels: int = MAX_PIXELS) -> None:  # fmt: skip
         self.files, self.labels, self.channels, self.size = list(files), labels, channels, tuple(size)
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         try:
-            return decode_image(self.files[index], self.channels, self.size), self.labels[index]
+            return decode_image(self.files[index], self.channels, self.size, self.max_pixels), self.labels[index]
         except Exception as err:  # PIL raises many types for broken files
             log.warning("skipped unreadable file %s: %s: %s", self.files[index], type(err).__name__, err)
             return None
@@ -78,17 +91,18 @@ class ImageFolderDataModule(InMemoryDataModule):
         test_fraction: float = 0.2,
         cache_max_gb: float = 4.0,
         num_workers: int = 4,
+        max_pixels: int = MAX_PIXELS,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         problems = Problems()
         check_data(dict(channels=channels, test_fraction=test_fraction, cache_max_gb=cache_max_gb,
-                        num_workers=num_workers), problems)  # fmt: skip
+                        num_workers=num_workers, max_pixels=max_pixels), problems)  # fmt: skip
         problems.raise_if_any("invalid image_folder configuration")
         self.root = Path(root).expanduser()
         self.size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(image_size)
         self.channels, self.test_fraction = channels, test_fraction
-        self.cache_max_gb, self.num_workers = cache_max_gb, num_workers
+        self.cache_max_gb, self.num_workers, self.max_pixels = cache_max_gb, num_workers, max_pixels
         self.streaming = False
         self.skipped = 0  # unreadable files left out when decoding into memory (streaming skips them per batch)
 
@@ -99,6 +113,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"data.root={str(self.root)!r} is not a directory. Point it at a folder of class folders."
             )
         present = {name: self.root / name for name in SPLIT_DIRS if (self.root / name).is_dir()}
+        present = {name: folder for name, folder in present.items() if inside(folder, real_root(self.root))}
         if not present:
             return {"train": self.root}
         if "train" not in present:
@@ -107,7 +122,12 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _files(self) -> dict[str, tuple[list[Path], torch.Tensor]]:
         folders = self._split_folders()
-        train_classes = list_classes(folders["train"])
+        root, outside = real_root(self.root), []
+        outside += [self.root / name for name in SPLIT_DIRS if (self.root / name).is_dir() and name not in folders]
+        listed = {split: list_classes(folder, root, outside) for split, folder in folders.items()}
+        if outside:  # named before any error below, which they may explain (a class folder left empty)
+            log_outside(list(dict.fromkeys(outside)), f"data.root={str(self.root)!r}")
+        train_classes = listed["train"]
         if not train_classes:
             raise CnnlabError(f"{folders['train']} holds no class folders: put each class's images in its own folder.")
         empty = [name for name, files in train_classes.items() if not files]
@@ -117,7 +137,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.class_names = tuple(train_classes)
         splits = {}
         for split, folder in folders.items():
-            classes = train_classes if split == "train" else list_classes(folder)
+            classes = listed[split]
             unknown = sorted(set(classes) - set(self.class_names))
             if unknown:
                 raise CnnlabError(f"{folder} has classes that train/ lacks: {', '.join(unknown)}.")
@@ -128,7 +148,7 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     # --- loading --------------------------------------------------------------------------------------
     def _decode(self, split: str, files: list[Path], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images, good, errors = decode_many(files, self.channels, self.size)
+        images, good, errors = decode_many(files, self.channels, self.size, self.max_pixels)
         self._report(split, errors)
         keep = torch.tensor([f in set(good) for f in files], dtype=torch.bool) if errors else slice(None)
         empty = torch.empty(0, self.channels, *self.size, dtype=torch.uint8)
@@ -175,7 +195,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if not self.streaming:
             return super()._describe(train_images)
         files = self._files_by_split["train"][0][:512]  # statistics from a sample, not a pass over all the data
-        images, _, _ = decode_many(files, self.channels, self.size)
+        images, _, _ = decode_many(files, self.channels, self.size, self.max_pixels)
         return super()._describe(torch.stack(images))
 
     def _split_files(self, split: str) -> list[Path]:
@@ -198,5 +218,5 @@ class ImageFolderDataModule(InMemoryDataModule):
         if self.splits is None:
             self.setup()
         files, labels = self._split_files(split), getattr(self.splits, split)[1]
-        return decoding_loader(FileImages(files, labels, self.channels, self.size),
+        return decoding_loader(FileImages(files, labels, self.channels, self.size, self.max_pixels),
                                self.batch_size if train else self.eval_batch_size, train, self.num_workers)  # fmt: skip
