@@ -51,6 +51,21 @@ MUTATIONS = {
                               ["tests/test_recipes.py"]),
     "class-weights-ignored": ("models/classifier.py", "weight=self.class_weight, label_smoothing",
                               "weight=None, label_smoothing", ["tests/test_recipes.py"]),
+    "any-module-trusted": ("checkpoints.py", 'return any(target.startswith(f"{module}.") for module in trusted)',
+                           "return True", ["tests/test_boundary.py"]),
+    "run-dir-written-over": ("utils/rundir.py", "    if not reuse:\n        try:", "    if False:\n        try:",
+                             ["tests/test_boundary.py"]),
+    "resume-keeps-old-config": ("models/classifier.py", "if self.run_config is None:  # a model rebuilt",
+                                "if True:  # a model rebuilt", ["tests/test_boundary.py"]),
+    "shard-pickle-accepted": ("data/shards.py", 'LOCKED_SERIALIZERS = {name: RefusedSerializer(name) for name in',
+                              "LOCKED_SERIALIZERS = {} or {name: RefusedSerializer(name) for name in",
+                              ["tests/test_hostile_shards.py"]),
+    "hf-cell-followed-outside": ("data/hf.py", "if not any(inside(full, root) for root in self.roots):",
+                                 "if False:", ["tests/test_hostile_data.py"]),
+    "no-pixel-limit": ("data/images.py", "if image.width * image.height > max_pixels:", "if False:",
+                       ["tests/test_hostile_data.py", "tests/test_hostile_shards.py"]),
+    "csv-formulas-kept": ("utils/io.py", """return f"'{text}" if text.startswith(FORMULA_STARTS) else text""",
+                          "return text", ["tests/test_boundary.py"]),
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models.backbones import TimmBackbone
 from cnnlab.models.weights import load_strict, package_weights, resolve_pretrained
 from cnnlab.train import train
+from tests.conftest import compose_config
 
 LITE0 = "tf_efficientnet_lite0"
 SMALL = ("data.train_size=200", "model.image_size=32", "trainer.max_epochs=1", "data.batch_size=50",
@@ -218,8 +219,9 @@ def test_any_timm_name_by_one_value(make_cfg):
 
 def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir, tmp_path, monkeypatch):
     args = ("model=efficientnet_lite0", "transfer=frozen", *SMALL, "trainer.max_epochs=3", "optimizer.lr=0.01")
-    uncached = train(make_cfg(*args, "transfer.cache_features=false"))
-    cached_cfg = make_cfg(*args)
+    run = lambda name, *extra: compose_config("train", [*args, *extra], tmp_path, tmp_path / name)  # noqa: E731
+    uncached = train(run("uncached", "transfer.cache_features=false"))
+    cached_cfg = run("cached")
     cached = train(cached_cfg)
     cache = Path(cached_cfg.paths.cache_dir) / "features"
     files = sorted(cache.glob("*.pt"))
@@ -229,7 +231,7 @@ def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir
     # The same model and data again: every split comes from its file, nothing is embedded or rewritten.
     stamps = [f.stat().st_mtime_ns for f in files]
     monkeypatch.setattr(feature_cache, "embed", lambda *a, **k: pytest.fail("embedded again instead of reusing"))
-    train(make_cfg(*args))
+    train(run("again"))  # a run dir of its own: a run is never written over another
     assert [f.stat().st_mtime_ns for f in files] == stamps
 
 

@@ -37,7 +37,7 @@ from cnnlab.data.image_folder import decoding_loader
 from cnnlab.data.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageRefused, image_to_tensor, open_image, png_bytes
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError, Problems
-from cnnlab.utils.files import RefusedFile, file_kind, inside, open_regular_file, real_root
+from cnnlab.utils.files import RefusedFile, file_kind, inside, open_regular_file, read_json, real_root
 
 log = logging.getLogger(__name__)
 SPLIT_NAMES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
@@ -443,7 +443,7 @@ def _check_disk_folder(path: Path) -> None:
             problems.append(f"{file} is {file_kind(mode)}, not a regular file")
         return stat.S_ISREG(mode)
 
-    def read_json(file: Path) -> Any:
+    def json_of(file: Path) -> Any:
         if not regular(file):
             return None
         try:
@@ -453,7 +453,7 @@ def _check_disk_folder(path: Path) -> None:
             return None
 
     def check_dataset(folder: Path) -> None:
-        state = read_json(folder / "state.json")
+        state = json_of(folder / "state.json")
         if (folder / "dataset_info.json").exists() or os.path.islink(folder / "dataset_info.json"):
             regular(folder / "dataset_info.json")
         files = state.get("_data_files") if isinstance(state, dict) else None
@@ -468,7 +468,7 @@ def _check_disk_folder(path: Path) -> None:
                 regular(folder / name)
 
     if os.path.lexists(path / "dataset_dict.json"):
-        top = read_json(path / "dataset_dict.json")
+        top = json_of(path / "dataset_dict.json")
         splits = top.get("splits") if isinstance(top, dict) else None
         if top is not None and not isinstance(splits, list):
             problems.append(f"{path / 'dataset_dict.json'} lists no splits")
