@@ -24,7 +24,8 @@ from PIL import Image
 from cnnlab.data import StreamingDataModule
 from cnnlab.data.digits import DigitsDataModule
 from cnnlab.data.images import png_bytes
-from cnnlab.data.shards import INDEX, META, ShardImages, check_index, write_shards
+from cnnlab.data.shard_index import INDEX, META, check_index
+from cnnlab.data.shards import ShardImages, write_shards
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate
 from cnnlab.train import train
