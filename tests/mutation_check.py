@@ -58,7 +58,7 @@ MUTATIONS = {
     "resume-keeps-old-config": ("models/classifier.py", "if self.run_config is None:  # a model rebuilt",
                                 "if True:  # a model rebuilt", ["tests/test_boundary.py"]),
     "shard-pickle-accepted": ("data/shard_index.py", 'LOCKED_SERIALIZERS = {name: RefusedSerializer(name) for name in',
-                              "LOCKED_SERIALIZERS = {} or {name: RefusedSerializer(name) for name in",
+                              "LOCKED_SERIALIZERS = {} and {name: RefusedSerializer(name) for name in",
                               ["tests/test_hostile_shards.py"]),
     "hf-cell-followed-outside": ("data/hf_files.py", "if not any(inside(full, root) for root in self.roots):",
                                  "if False:", ["tests/test_hostile_data.py"]),

@@ -13,6 +13,7 @@ import errno
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -347,3 +348,37 @@ def test_export_writes_into_its_own_run_dir_not_beside_anothers_checkpoint(tmp_p
                                  tmp_path / "export-run"))  # fmt: skip
     assert Path(info["file"]).parent == tmp_path / "export-run" and fingerprint(checkpoint.parent) == before
     assert json.loads(Path(info["file"] + ".json").read_text())["checkpoint"] == str(checkpoint)
+
+
+def test_a_sweep_dir_is_read_inside_itself_and_its_summary_cells_are_safe(tmp_path):
+    """A shared sweep dir: a job's metrics.json that links out of it, or is a FIFO, is refused naming it (no hang,
+    nothing of the outside file shown); a job's error text that starts like a formula is escaped in summary.csv."""
+    from cnnlab.sweeps import write_summary
+
+    sweep = tmp_path / "sweep"
+    for n, lr in enumerate(("0.1", "0.2")):
+        job = sweep / f"{n}_optimizer.lr-{lr}"
+        job.mkdir(parents=True)
+        record = {"overrides": [f"optimizer.lr={lr}"], "status": "failed" if n else "completed",
+                  "error": '=HYPERLINK("http://x","click")' if n else ""}  # fmt: skip
+        (job / "job.json").write_text(json.dumps(record))
+        (job / "metrics.json").write_text(json.dumps({"val/acc_best": 0.5, "test/acc": 0.5}))
+    write_summary(sweep, "val/acc_best")
+    cells = [c for row in csv.reader(io.StringIO((sweep / "summary.csv").read_text())) for c in row]
+    assert '\'=HYPERLINK("http://x","click")' in cells and not [c for c in cells if c.startswith("=")]
+
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"val/acc_best": 0.123456}')
+    metrics = sweep / "0_optimizer.lr-0.1" / "metrics.json"
+    metrics.unlink()
+    metrics.symlink_to(secret)
+    with pytest.raises(CnnlabError, match=rf"{metrics} cannot be read as a job's file \(RefusedFile: .* leads outside"):
+        write_summary(sweep, "val/acc_best")
+    assert "0.123456" not in (sweep / "summary.csv").read_text()
+    result = subprocess.run([sys.executable, "-m", "cnnlab.summarize", str(sweep)], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 2 and result.stdout.startswith(f"cnnlab-summarize: {metrics} cannot be read")
+    metrics.unlink()
+    os.mkfifo(metrics)  # never opened: a plain read would block here for ever
+    rows = {row["job"]: row for row in write_summary(sweep, "val/acc_best")}
+    assert rows["0_optimizer.lr-0.1"]["val/acc_best"] is None and rows["1_optimizer.lr-0.2"]["val/acc_best"] == 0.5

@@ -26,7 +26,11 @@ def cli(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         print(f"cnnlab-summarize: {args.sweep_dir} is not a directory (give a sweep dir under outputs/multirun/)")
         sys.exit(2)
-    rows = write_summary(args.sweep_dir, args.metric, plot=True)
+    try:
+        rows = write_summary(args.sweep_dir, args.metric, plot=True)
+    except CnnlabError as err:
+        print(f"cnnlab-summarize: {err}")
+        sys.exit(2)
     if not rows:
         print(f"cnnlab-summarize: no job directories in {args.sweep_dir}")
         sys.exit(2)

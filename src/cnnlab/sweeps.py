@@ -61,6 +61,24 @@ def job_record(job_return: Any) -> dict[str, Any]:
 REPLICATE_KEYS = ("seed", "data.fold")  # jobs that differ only in these are replicates of one configuration
 
 
+def _read_job(sweep_dir: Path, job_dir: Path, job_file: Path, overrides_file: Path) -> tuple[Path, dict, dict]:
+    """A job's record and metrics: regular files inside the sweep dir (a sweep dir may come from someone else), or
+    one error naming the file."""
+    metrics_file, reading = job_dir / "metrics.json", job_file
+    try:
+        record = read_json(job_file, sweep_dir) if job_file.is_file() else {}
+        reading = overrides_file
+        if "overrides" not in record:
+            record["overrides"] = read_yaml(overrides_file, sweep_dir) or []
+        reading = metrics_file
+        metrics = read_json(metrics_file, sweep_dir) if metrics_file.is_file() else {}
+    except (OSError, ValueError) as err:
+        raise CnnlabError(f"{reading} cannot be read as a job's file ({type(err).__name__}: {err}): cnnlab reads a "
+                          "sweep dir's files only as plain JSON / YAML, regular files inside it. Remove or replace "
+                          "that file.") from None  # fmt: skip
+    return job_dir, record, metrics
+
+
 def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job dir: its overrides, status, error and final metrics; `configuration` is what the job's
     overrides say beyond those every job shares, less seed / fold, which make `replicate`."""
@@ -69,11 +87,7 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         job_file, overrides_file = job_dir / JOB_FILE, job_dir / ".hydra" / "overrides.yaml"
         if not job_file.is_file() and not overrides_file.is_file():
             continue
-        record = read_json(job_file, sweep_dir) if job_file.is_file() else {}
-        if "overrides" not in record:
-            record["overrides"] = read_yaml(overrides_file, sweep_dir) or []
-        metrics_file = job_dir / "metrics.json"
-        records.append((job_dir, record, read_json(metrics_file, sweep_dir) if metrics_file.is_file() else {}))
+        records.append(_read_job(Path(sweep_dir), job_dir, job_file, overrides_file))
     shared = set.intersection(*(set(r["overrides"]) for _, r, _ in records)) if len(records) > 1 else set()
     rows = []
     for job_dir, record, metrics in records:

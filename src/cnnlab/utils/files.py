@@ -84,5 +84,10 @@ def read_json(path: str | Path, root: str | Path | None = None, limit: int = MAX
 
 
 def read_yaml(path: str | Path, root: str | Path | None = None, limit: int = MAX_METADATA_BYTES) -> Any:
-    """`read_small`, parsed with YAML's safe loader (plain data; no tags that build objects)."""
-    return yaml.safe_load(read_small(path, root, limit))
+    """`read_small`, parsed with YAML's safe loader (plain data; no tags that build objects); a ValueError when it is
+    not YAML."""
+    data = read_small(path, root, limit)
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not YAML ({str(err).splitlines()[0]})") from None
