@@ -23,7 +23,7 @@ import torch
 
 from cnnlab.builders import build_callbacks
 from cnnlab.callbacks import DivergenceGuard, Resumable
-from cnnlab.checkpoints import load_classifier, read_checkpoint
+from cnnlab.checkpoints import load_classifier, project_modules, read_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate
 from cnnlab.explain import explain
@@ -152,6 +152,25 @@ def test_a_users_own_modules_are_trusted_when_declared_or_beside_their_conf(tmp_
     assert type(load_classifier(checkpoint).backbone).__name__ == "TinyNet"
     with pytest.raises(CnnlabError, match="each entry is a module name"):
         load_classifier(checkpoint, trust=["my project; rm"])
+
+
+def test_a_project_folder_named_like_an_installed_library_does_not_trust_the_library(tmp_path, good, monkeypatch):
+    """The project's own modules are trusted because an import finds them there; a folder `numpy/` beside `conf/`
+    is not what `import numpy` takes, so numpy.memmap stays refused."""
+    project = tmp_path / "project"
+    for folder in ("conf", "numpy", "mine"):
+        (project / folder).mkdir(parents=True)
+    (project / "mine" / "__init__.py").write_text("")
+    monkeypatch.chdir(project)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    crafted = tmp_path / "memmap.ckpt"
+    torch.save(with_backbone_part(good, {"_target_": "numpy.memmap", "filename": str(victim), "mode": "w+",
+                                         "shape": [8]}), crafted)  # fmt: skip
+    with pytest.raises(CnnlabError, match=r"'numpy\.memmap', which is not from a trusted module"):
+        load_classifier(crafted)
+    assert victim.read_text() == "precious"
+    assert project_modules() == ["mine"]
 
 
 def test_a_resumed_run_records_its_own_config_and_says_what_changed(tmp_path, caplog):

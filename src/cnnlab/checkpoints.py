@@ -9,10 +9,12 @@ LightningDataModule): a crafted `_target_: os.system` or a class of some install
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import pickle
 import zipfile
 from collections.abc import Iterable, Mapping
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +114,30 @@ def trusted_modules(extra: Iterable[str] | None = ()) -> tuple[str, ...]:
 
 
 def project_modules() -> list[str]:
-    """The top-level packages and modules of the user's own projects: the folder holding each user config dir."""
+    """The top-level packages and modules of the user's own projects (the folder holding each user config dir) that
+    an import really finds there: a folder named like an installed library (`numpy/`) does not make that library
+    trusted, since the installed one is what would be imported. Found without importing anything."""
     found = []
     for directory in user_config_dirs():
-        for entry in sorted(directory.resolve().parent.iterdir()):
+        project = directory.resolve().parent
+        for entry in sorted(project.iterdir()):
             name = entry.stem if entry.suffix == ".py" else entry.name if entry.is_dir() else ""
-            if name.isidentifier() and name != "conf":
+            if name.isidentifier() and name != "conf" and _imported_from(name, project):
                 found.append(name)
     return found
+
+
+def _imported_from(name: str, project: Path) -> bool:
+    """Whether `import name` takes the project's own module (not an installed one of that name)."""
+    local = PathFinder.find_spec(name, [str(project)])
+    if local is None:
+        return False
+    try:
+        used = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    where = lambda spec: (spec.origin, list(spec.submodule_search_locations or []))  # noqa: E731
+    return used is None or where(used) == where(local)
 
 
 def _is_trusted(target: str, trusted: tuple[str, ...]) -> bool:
