@@ -401,3 +401,15 @@ def test_a_sweep_dir_is_read_inside_itself_and_its_summary_cells_are_safe(tmp_pa
     os.mkfifo(metrics)  # never opened: a plain read would block here for ever
     rows = {row["job"]: row for row in write_summary(sweep, "val/acc_best")}
     assert rows["0_optimizer.lr-0.1"]["val/acc_best"] is None and rows["1_optimizer.lr-0.2"]["val/acc_best"] == 0.5
+
+
+def test_a_resumed_checkpoint_with_crafted_rng_states_is_one_clear_error(tmp_path, good):
+    key = next(k for k in good["callbacks"] if "Resumable" in k)
+    crafted = tmp_path / "rng.ckpt"
+    state = {"rng": {**good["callbacks"][key]["rng"], "python": (3, "not a state", None)}}
+    torch.save({**good, "callbacks": {**good["callbacks"], key: state}}, crafted)
+    overrides = [*DIGITS, "trainer.max_epochs=3", "model.label_smoothing=0.1", f"ckpt_path={crafted}"]
+    cfg = compose_config("train", overrides, tmp_path, tmp_path / "run")
+    refused = r"holds random-number states that cannot be restored \(ValueError: state vector is the wrong size"
+    with pytest.raises(CnnlabError, match=refused):
+        train(cfg)

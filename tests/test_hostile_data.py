@@ -420,3 +420,22 @@ def test_expand_inputs_leaves_out_a_link_leading_outside_an_inputs_folder(tmp_pa
     [line] = [line for line in caplog.text.splitlines() if "leading outside" in line]
     assert "left out 1 path(s) leading outside their input folder" in line
     assert f"{tmp_path / 'inputs' / 'more' / 'link.png'} -> {tmp_path / 'secret.png'}" in line
+
+
+def test_optimize_stores_no_image_cnnlab_would_refuse(tmp_path, fashion, bomb):
+    """A streamed image folder goes into shards as its files' own bytes: each header is checked first, so a bomb is
+    one error naming it, not a chunk that carries it on."""
+    root = image_folder(tmp_path / "root", fashion)
+    shutil.copy(bomb, root / "Trouser" / "bomb.png")
+    dm = ImageFolderDataModule(root=str(root), image_size=28, channels=1, num_workers=0, cache_max_gb=0)
+    dm.setup()
+    refusals, stored = [], []
+    for split in ("train", "val", "test"):
+        count, encode, _ = dm.stored_items(split)
+        for i in range(count):
+            try:
+                stored.append(encode(i))
+            except CnnlabError as err:
+                refusals.append(str(err))
+    assert len(refusals) == 1 and "bomb.png cannot be stored in shards (ImageRefused: 12000x12000 pixels" in refusals[0]
+    assert len(stored) == 24 and all(data.startswith(b"\x89PNG") for data in stored)

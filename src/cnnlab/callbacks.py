@@ -144,11 +144,23 @@ class Resumable(L.Callback):
         if self._rng_to_restore is None:
             return
         states, self._rng_to_restore = self._rng_to_restore, None
-        random.setstate(states["python"])
-        np.random.set_state(_numpy_state_from_tensors(states["numpy"]))
-        torch.set_rng_state(states["torch"])
-        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        try:
+            random.setstate(_python_state(states["python"]))
+            np.random.set_state(_numpy_state_from_tensors(states["numpy"]))
+            torch.set_rng_state(states["torch"])
+            if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(states["cuda"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a checkpoint not written as cnnlab writes
+            raise CnnlabError(f"the checkpoint being resumed holds random-number states that cannot be restored "
+                              f"({type(err).__name__}: {err}): it is not a cnnlab checkpoint as written. Resume "
+                              "from another checkpoint of the run.") from None  # fmt: skip
+
+
+def _python_state(state: Any) -> tuple:
+    """Python's RNG state as `random.setstate` takes it: (version, a tuple of 625 ints, gauss); a checkpoint stores
+    the inner tuple as a list or tuple."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
 
 
 def _numpy_state_to_tensors(state: tuple) -> tuple:

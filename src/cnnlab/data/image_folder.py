@@ -10,6 +10,7 @@ class folder is an error. Only files inside `root` are read: a file or class fol
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,10 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.checks import check_data
-from cnnlab.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, decode_many, log_outside
+from cnnlab.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, decode_many, log_outside, open_image
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError, Problems
-from cnnlab.utils.files import inside, real_root
+from cnnlab.utils.files import inside, open_regular_file, real_root
 
 log = logging.getLogger(__name__)
 SPLIT_DIRS = ("train", "val", "test")
@@ -64,6 +65,21 @@ class FileImages(Dataset):
         except Exception as err:  # PIL raises many types for broken files
             log.warning("skipped unreadable file %s: %s: %s", self.files[index], type(err).__name__, err)
             return None
+
+
+def checked_file_bytes(path: Path, max_pixels: int) -> bytes:
+    """An image file's own bytes for a shard, when its header passes `open_image`'s checks (a listed format, at most
+    `max_pixels`): cnnlab-optimize stores no file cnnlab would refuse to decode. Otherwise one error naming it."""
+    try:
+        with open_regular_file(path) as handle:
+            data = handle.read()
+        open_image(io.BytesIO(data), max_pixels).close()
+    except (OSError, ValueError) as err:
+        raise CnnlabError(
+            f"{path} cannot be stored in shards ({type(err).__name__}: {err}): remove it from the "
+            "image folder (cnnlab-train skips it with a warning; shards hold only readable images)."
+        ) from None
+    return data
 
 
 def collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,7 +226,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if not self.streaming:
             return super().stored_items(split)
         files, labels = self._split_files(split), getattr(self.splits, split)[1]
-        return len(labels), lambda i: files[i].read_bytes(), labels
+        return len(labels), lambda i: checked_file_bytes(files[i], self.max_pixels), labels
 
     def _batches(self, split: str, train: bool):
         if not self.streaming:
