@@ -260,9 +260,9 @@ class HuggingFaceDataModule(InMemoryDataModule):
             except Exception as err:  # a broken image comes in many types
                 errors[f"row {int(origin[1][row])} of {origin[0]}"] = reason_of(err)
         if errors:
-            names = "\n  ".join(f"{where}: {error}" for where, error in list(errors.items())[:20])
-            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-            log.warning("skipped %d unreadable row(s) of %s:\n  %s%s", len(errors), self.display_name, names, more)
+            names = "; ".join(f"{where}: {error}" for where, error in list(errors.items())[:20])
+            more = f"; ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            log.warning("skipped %d unreadable row(s) of %s: %s%s", len(errors), self.display_name, names, more)
         if errors and not images:
             raise CnnlabError(f"{self.display_name}: none of the {len(errors)} rows of {origin[0]} holds an image "
                               f"cnnlab reads (see the warning above), e.g. {next(iter(errors.items()))}.")  # fmt: skip

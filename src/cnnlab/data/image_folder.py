@@ -172,8 +172,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _report(self, split: str, errors: dict) -> None:
         if errors:
-            names = "\n  ".join(f"{path}: {error}" for path, error in list(errors.items())[:20])
-            log.warning("skipped %d unreadable file(s) in %s:\n  %s", len(errors), split, names)
+            names = "; ".join(f"{path}: {error}" for path, error in list(errors.items())[:20])
+            log.warning("skipped %d unreadable file(s) in %s: %s", len(errors), split, names)  # one line: escaped
         self.skipped += len(errors)
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
