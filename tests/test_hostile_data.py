@@ -13,6 +13,8 @@ import logging
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -439,3 +441,29 @@ def test_optimize_stores_no_image_cnnlab_would_refuse(tmp_path, fashion, bomb):
                 refusals.append(str(err))
     assert len(refusals) == 1 and "bomb.png cannot be stored in shards (ImageRefused: 12000x12000 pixels" in refusals[0]
     assert len(stored) == 24 and all(data.startswith(b"\x89PNG") for data in stored)
+
+
+def test_ddp_goes_on_when_a_ranks_whole_batch_is_refused(tmp_path, fashion):
+    """Two CPU ranks, batch 1, a streamed folder where a quarter of the files are PostScript named .png: at some step
+    one rank's batch is empty while the other's is not. The empty rank steps with a zero loss, so both take part in
+    every gradient all-reduce (before, that rank skipped its step and the other waited for ever)."""
+    root = image_folder(tmp_path / "root", fashion)
+    for index, folder in enumerate(sorted(p for p in root.iterdir() if p.is_dir())[:8]):
+        (folder / f"evil{index}.png").write_bytes(EPS)
+    args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false",
+            "data=image_folder", f"data.root={root}", "data.cache_max_gb=0", "data.image_size=28", "data.channels=1",
+            "data.batch_size=1", "data.num_workers=0", "data.val_fraction=0.1", "trainer.max_epochs=1",
+            "model.backbone.widths=[4,8]", "logger=none", "callbacks.progress_bar.refresh_rate=0",
+            f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not an image in a format cnnlab reads" in result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    log = (tmp_path / "run" / "train.log").read_text()
+    files = ImageFolderDataModule(root=str(root), image_size=28, channels=1, val_fraction=0.1, cache_max_gb=0,
+                                  num_workers=0)  # fmt: skip
+    files.setup()
+    per_rank = -(-len(files.splits.train[1]) // 2)  # every batch of a rank is a step, the empty ones too
+    assert metrics["global_step"] == per_rank and "test/acc" in metrics, log[-2000:]

@@ -180,8 +180,8 @@ class ImageClassifier(L.LightningModule):
         return self.head(self.backbone(images)), targets
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if not len(batch[1]):  # every file of a streamed batch was unreadable
-            return None
+        if not len(batch[1]):  # every file of a streamed batch was unreadable (each named in the log)
+            return self._empty_step(batch_idx)
         inputs, labels = batch
         logits, targets = self._mixed_logits(inputs, labels)
         loss = self.loss(logits, targets)
@@ -197,6 +197,16 @@ class ImageClassifier(L.LightningModule):
             )
         if stepped:
             self._log_step_loss(loss)
+        return loss
+
+    def _empty_step(self, batch_idx: int) -> torch.Tensor | None:
+        """A batch with nothing left to learn from. One process skips it; under DDP every rank must take part in each
+        step's gradient all-reduce (a rank that skipped would leave the others waiting for ever), so this rank steps
+        with a zero loss tied to every trainable weight: its share of the averaged gradient is zero."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return None
+        loss = torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
+        self.stepper(self, loss, batch_idx)
         return loss
 
     def set_step_settings(self, settings: StepSettings) -> None:
