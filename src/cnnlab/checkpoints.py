@@ -266,20 +266,20 @@ def check_resume(ckpt_path: Any, checkpoint_dir: Path, problems: Problems) -> No
         problems.add(str(err))
 
 
-def resume_differences(path: Path, config: Mapping[str, Any]) -> list[str]:
+def resume_differences(checkpoint: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """The `data.*` and `model.*` values of this run that differ from those the checkpoint's run was started with,
     as `key: checkpoint's -> this run's`."""
-    stored = (read_checkpoint(path, needs=()).get("cnnlab") or {}).get("config") or {}
+    stored = (checkpoint.get("cnnlab") or {}).get("config") or {}
     then = {k: v for group in ("data", "model") for k, v in flatten(stored.get(group) or {}, f"{group}.", ".").items()}
     now = {k: v for group in ("data", "model") for k, v in flatten(config.get(group) or {}, f"{group}.", ".").items()}
     return [f"{key}: {then.get(key, '(unset)')} -> {now.get(key, '(unset)')}" for key in sorted(then.keys() | now)
             if then.get(key) != now.get(key)]  # fmt: skip
 
 
-def check_weights_fit(model: nn.Module, path: Path, differences: list[str]) -> None:
+def check_weights_fit(model: nn.Module, checkpoint: Mapping[str, Any], path: Path, differences: list[str]) -> None:
     """A resumed run's model must take the checkpoint's weights as they are (names and shapes); else one error that
     names the first mismatches and the config values that changed, instead of Lightning's state-dict traceback."""
-    theirs = read_checkpoint(path)["state_dict"]
+    theirs = checkpoint["state_dict"]
     own = model.state_dict()
     problems = [f"{k} missing" for k in sorted(own.keys() - theirs.keys())]
     problems += [f"{k} not in this model" for k in sorted(theirs.keys() - own.keys())]

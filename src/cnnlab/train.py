@@ -20,7 +20,13 @@ from cnnlab.builders import (
     with_feature_cache,
 )
 from cnnlab.callbacks import TrainingInterrupted, in_saving_order
-from cnnlab.checkpoints import check_weights_fit, checkpoint_dir, resume_checkpoint, resume_differences
+from cnnlab.checkpoints import (
+    check_weights_fit,
+    checkpoint_dir,
+    read_checkpoint,
+    resume_checkpoint,
+    resume_differences,
+)
 from cnnlab.config_checks import check_train_config
 from cnnlab.inspection.summary import summarize_model
 from cnnlab.sweeps import swept_keys
@@ -118,8 +124,9 @@ def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dic
 def _check_resume(model: Any, checkpoint: Path, cfg: DictConfig) -> None:
     """Resuming with other data / model values: refused where the weights cannot fit, else said, key by key (the
     run's checkpoints record this run's config, not the resumed one's)."""
-    differences = resume_differences(checkpoint, resolved_config(cfg))
-    check_weights_fit(model, checkpoint, differences)
+    stored = read_checkpoint(checkpoint)  # read once for both checks
+    differences = resume_differences(stored, resolved_config(cfg))
+    check_weights_fit(model, stored, checkpoint, differences)
     if differences:
         log.warning("resuming %s with other values than its run had (this run's are recorded): %s", checkpoint,
                     "; ".join(differences))  # fmt: skip
