@@ -39,7 +39,7 @@ def run_timed(command: list[str], env: dict[str, str] | None = None) -> tuple[fl
 
 def run_cnnlab(run_dir: Path, *overrides: str) -> tuple[float, dict]:
     """A whole `cnnlab-train` process writing into `run_dir`: its wall seconds and its metrics.json."""
-    elapsed, _ = run_timed([sys.executable, "-m", "cnnlab.train", f"hydra.run.dir={run_dir}", *overrides])
+    elapsed, _ = run_timed([sys.executable, "-m", "cnnlab", "train", f"hydra.run.dir={run_dir}", *overrides])
     return elapsed, json.loads((Path(run_dir) / "metrics.json").read_text())
 
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 from benchmarks.common import compose_train
 from cnnlab.data import FashionMNISTDataModule
-from cnnlab.optimize import optimize
-from cnnlab.train import train
+from cnnlab.run.sharding import optimize
+from cnnlab.run.training import train
 from cnnlab.utils.config import compose_config
 
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -60,7 +60,7 @@ def main() -> None:
         Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
     png_write = time.perf_counter() - started
     cfg = compose_config([*subset, f"output_dir={work / 'shards'}", f"num_workers={args.workers}"],
-                         output_dir=work / "opt", root_dir=work, config_name="optimize")  # fmt: skip
+                         output_dir=work / "opt", root_dir=work, config_name="shards")  # fmt: skip
     optimize_s = optimize(cfg)["duration_s"]
 
     routes = {

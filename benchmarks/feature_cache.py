@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from benchmarks.common import compose_train, report
-from cnnlab.train import train
+from cnnlab.run.training import train
 
 
 def run(epochs: int, train_size: int, cached: bool) -> tuple[float, dict]:

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 
 from benchmarks.common import EpochTimer, compose_train
 from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, fit_usual, torchvision_root
-from cnnlab.train import train
+from cnnlab.run.training import train
 
 
 class TestAccuracyAfterEachEpoch(L.Callback):

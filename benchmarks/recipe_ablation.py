@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 from benchmarks.common import run_cnnlab
-from cnnlab.checkpoints import load_classifier, trained_data_config
-from cnnlab.inference import run_test_split
+from cnnlab.run.checkpoints import load_classifier, trained_data_config
+from cnnlab.run.inference import run_test_split
 from cnnlab.utils.config import build
 
 RECIPE = "experiment=fashion_cnn_long"

@@ -20,10 +20,10 @@ t0 = time.perf_counter(); marks = {}
 import torch; marks["import torch"] = time.perf_counter()
 import lightning; marks["import lightning (+ torchmetrics)"] = time.perf_counter()
 import timm; marks["import timm"] = time.perf_counter()
-import cnnlab.train; marks["import cnnlab.train (+ hydra)"] = time.perf_counter()
+import cnnlab.run.training; marks["import cnnlab.run.training (+ hydra)"] = time.perf_counter()
 from pathlib import Path
 from hydra.utils import instantiate
-from cnnlab.builders import build_model
+from cnnlab.run.builders import build_model
 from cnnlab.utils.config import compose_config
 cfg = compose_config(["experiment=seed_fashion"], output_dir=sys.argv[1], root_dir=Path.cwd())
 marks["compose the config"] = time.perf_counter()
@@ -53,7 +53,7 @@ def main() -> None:
             for name, seconds in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 phases.setdefault(name, []).append(seconds)
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "cnnlab.train", "experiment=seed_fashion", "trainer.max_epochs=1",
+            subprocess.run([sys.executable, "-m", "cnnlab", "train", "experiment=seed_fashion", "trainer.max_epochs=1",
                             "trainer.limit_train_batches=1",
                             "trainer.limit_val_batches=0", "test=false", "logger=none", "callbacks=none",
                             f"hydra.run.dir={tmp}/c{round_}"], check=True, capture_output=True)  # fmt: skip

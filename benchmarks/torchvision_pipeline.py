@@ -69,7 +69,7 @@ class TorchvisionFashionMNIST(L.LightningDataModule):
 def fit_usual(cfg, info, datamodule: L.LightningDataModule, callbacks: list[L.Callback], **trainer_kwargs) -> None:
     """The cnnlab model and trainer settings of `cfg` (epochs, device, precision, batch limit), fed by the usual
     pipeline instead, validation off."""
-    from cnnlab.builders import build_model
+    from cnnlab.run.builders import build_model
 
     trainer = L.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
                         precision=cfg.trainer.precision, limit_train_batches=cfg.trainer.limit_train_batches,

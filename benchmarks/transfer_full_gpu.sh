@@ -7,7 +7,7 @@ source benchmarks/gpu_env.sh
 status=0
 for experiment in lite0_frozen lite0_finetune lite0_scratch; do
   start=$(date +%s)
-  python3 -m cnnlab.train experiment=$experiment data.train_size=null trainer=gpu \
+  python3 -m cnnlab.run.training experiment=$experiment data.train_size=null trainer=gpu \
     paths.data_dir=${DATA_DIR:-.gpudata} logger=csv callbacks.progress_bar.refresh_rate=0 \
     hydra.run.dir=/tmp/runs/$experiment > "$OUT/$experiment.log" 2>&1 || status=1
   echo "$experiment: $(( $(date +%s) - start )) s wall"

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import EpochTimer, compose_train, report
-from cnnlab.builders import build_model
-from cnnlab.train import train
+from cnnlab.run.builders import build_model
+from cnnlab.run.training import train
 
 
 def plain_loop(cfg, datamodule, epochs: int) -> list[float]:

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 
 from benchmarks.common import EpochTimer, compose_train, report
 from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, fit_usual, torchvision_root
-from cnnlab.train import train
+from cnnlab.run.training import train
 
 
 def usual_pipeline(cfg, info, root: Path, workers: int) -> list[float]:

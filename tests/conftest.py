@@ -73,7 +73,7 @@ def copy_dir() -> Callable[[Path, Path], Path]:
 def digits_run(tmp_path_factory) -> tuple[dict, Path]:
     """One small seed-CNN run on scikit-learn's digits, trained once per test session and shared: (metrics, run
     dir). Label smoothing on, so the loss every entry point reports is the smoothed one."""
-    from cnnlab.train import train
+    from cnnlab.run.training import train
 
     work = tmp_path_factory.mktemp("digits_run")
     cfg = compose_config("train", ["data=digits", "model.backbone.padding=1", "model.label_smoothing=0.1",
@@ -85,7 +85,7 @@ def digits_run(tmp_path_factory) -> tuple[dict, Path]:
 def fashion_run(tmp_path_factory, fashion_dir) -> tuple[dict, Path, Path]:
     """The seed CNN trained once per session on 3,000 real Fashion-MNIST images (2 epochs), shared by the tests
     that apply a model (eval, predict, export): (metrics, best checkpoint, work dir)."""
-    from cnnlab.train import train
+    from cnnlab.run.training import train
 
     work = tmp_path_factory.mktemp("fashion_run")
     cfg = compose_config("train", ["data.train_size=3000", "trainer.max_epochs=2", "logger=csv"], work, work / "run")

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.checkpoints import load_classifier
 from cnnlab.data import FashionMNISTDataModule
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate
-from cnnlab.predict import predict_files
-from cnnlab.train import train
+from cnnlab.run.checkpoints import load_classifier
+from cnnlab.run.evaluation import evaluate
+from cnnlab.run.prediction import predict_files
+from cnnlab.run.training import train
 from tests.conftest import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,15 @@ def test_predict_cli_reports_bad_files_and_exits_non_zero(tmp_path, trained):
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "preds.csv"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, "-m", "cnnlab.predict", f"ckpt_path={checkpoint}", f"inputs={folder}/*", f"output={out}"]
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "predict",
+        f"ckpt_path={checkpoint}",
+        f"inputs={folder}/*",
+        f"output={out}",
+    ]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     log = result.stdout + result.stderr
@@ -115,7 +123,7 @@ def test_predict_cli_reports_bad_files_and_exits_non_zero(tmp_path, trained):
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + 7 and sum(",ok," in r for r in rows) == 5
     json_out = tmp_path / "preds.json"
-    folder_run = subprocess.run([sys.executable, "-m", "cnnlab.predict", f"ckpt_path={checkpoint}", f"inputs={folder}",
+    folder_run = subprocess.run([sys.executable, "-m", "cnnlab", "predict", f"ckpt_path={checkpoint}", f"inputs={folder}",
                                  f"output={json_out}"], cwd=tmp_path, env=env, capture_output=True, text=True,
                                 timeout=300)  # fmt: skip
     assert len(json.loads(json_out.read_text())["predictions"]) == 5
@@ -188,7 +196,7 @@ def test_image_folder_errors(tmp_path):
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_round_trip(tmp_path, trained, fmt):
     pytest.importorskip("onnxruntime") if fmt == "onnx" else None
-    from cnnlab.export import example_batch, export
+    from cnnlab.run.exporting import example_batch, export
 
     _, checkpoint, work = trained
     out = tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}"

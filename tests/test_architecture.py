@@ -34,7 +34,7 @@ def test_the_layer_contracts_hold():
 
 
 def test_importing_the_entry_points_registers_nothing():
-    code = ("import cnnlab.train, cnnlab.evaluate, cnnlab.predict, cnnlab.export; from omegaconf import OmegaConf; "
+    code = ("import cnnlab.run.training, cnnlab.run.evaluation, cnnlab.run.prediction, cnnlab.run.exporting; from omegaconf import OmegaConf; "
             "print(OmegaConf.has_resolver('unique_dir'))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -83,7 +83,7 @@ def test_only_training_batches_are_augmented(fashion_batch):
 
 
 def test_feature_cache_is_skipped_when_training_is_augmented(make_cfg, fashion_dir):
-    from cnnlab.builders import build_datamodule, build_model, wants_feature_cache
+    from cnnlab.run.builders import build_datamodule, build_model, wants_feature_cache
 
     for augment, expected in (("null", True), ("{hflip: true}", False)):
         cfg = make_cfg("experiment=lite0_frozen", "data.train_size=100", f"data.augment={augment}",

@@ -14,7 +14,7 @@ import torch
 
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.errors import find_user_error
-from cnnlab.train import train
+from cnnlab.run.training import train
 
 CASES = [
     # (id, overrides, expected message, answered before any data is read)

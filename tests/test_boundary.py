@@ -21,15 +21,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.builders import build_callbacks
-from cnnlab.callbacks import DivergenceGuard, Resumable
-from cnnlab.checkpoints import load_classifier, project_modules, read_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate
-from cnnlab.explain import explain
-from cnnlab.export import export
-from cnnlab.predict import predict
-from cnnlab.train import train
+from cnnlab.run.builders import build_callbacks
+from cnnlab.run.callbacks import DivergenceGuard, Resumable
+from cnnlab.run.checkpoints import load_classifier, project_modules, read_checkpoint
+from cnnlab.run.evaluation import evaluate
+from cnnlab.run.explaining import explain_images
+from cnnlab.run.exporting import export
+from cnnlab.run.prediction import predict
+from cnnlab.run.training import train
 from cnnlab.utils.cli import escape_foreign_text_in_logs
 from cnnlab.utils.rundir import LOCK_NAME, claim_run_dir, release_run_dir
 from tests.conftest import compose_config
@@ -77,7 +77,7 @@ def verbs(tmp_path: Path, crafted: Path, image: Path) -> dict:
         "eval": lambda: evaluate(cfg("eval")),
         "predict": lambda: predict(cfg("predict", f"inputs={image}")),
         "export": lambda: export(cfg("export", "format=torchscript", f"output={tmp_path / 'm.pt'}")),
-        "explain": lambda: explain(cfg("explain", f"inputs={image}", "logger=none")),
+        "explain": lambda: explain_images(cfg("explain", f"inputs={image}", "logger=none")),
     }
 
 
@@ -179,7 +179,7 @@ def test_a_resumed_run_records_its_own_config_and_says_what_changed(tmp_path, ca
     old = tmp_path / "first" / "checkpoints" / "last.ckpt"
     second = compose_config("train", [*DIGITS, "data.batch_size=32", "trainer.max_epochs=2", f"ckpt_path={old}"],
                             tmp_path, tmp_path / "second")  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="cnnlab.train"):
+    with caplog.at_level(logging.WARNING, logger="cnnlab.run.training"):
         train(second)
     assert "data.batch_size: 16 -> 32" in caplog.text
     stored = read_checkpoint(tmp_path / "second" / "checkpoints" / "last.ckpt")["cnnlab"]["config"]
@@ -222,7 +222,7 @@ def test_the_cli_refuses_before_hydra_writes_anything(tmp_path, digits_run):
     (run_dir / "metrics.json").write_text('{"test/acc": 0.9}')
     (run_dir / ".hydra").mkdir()
     (run_dir / ".hydra" / "config.yaml").write_text("the first run's config\n")
-    result = subprocess.run([sys.executable, "-m", "cnnlab.train", "data=digits", f"hydra.run.dir={run_dir}"],
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", "data=digits", f"hydra.run.dir={run_dir}"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith(f"error: the run directory {run_dir} already holds a run (.hydra, metrics.json)")
@@ -298,7 +298,7 @@ def test_a_really_full_disk_and_a_read_only_run_dir_are_one_line_each_exit_2(sma
     """A 1.8 MB file system: the seed CNN's 670 KB checkpoints fill it in the second epoch. Then the same file system
     read-only, and the run resumed: one line naming the run dir, not Hydra's 'Unable to configure handler'."""
     run_dir = small_disk / "run"
-    args = [sys.executable, "-m", "cnnlab.train", *DIGITS, "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"]
+    args = [sys.executable, "-m", "cnnlab", "train", *DIGITS, "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"]
     full = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert full.returncode == 2, full.stderr[-2000:]
     error = next(line for line in full.stdout.splitlines() if "] - error: " in line)
@@ -372,7 +372,7 @@ def test_export_writes_into_its_own_run_dir_not_beside_anothers_checkpoint(tmp_p
 def test_a_sweep_dir_is_read_inside_itself_and_its_summary_cells_are_safe(tmp_path):
     """A shared sweep dir: a job's metrics.json that links out of it, or is a FIFO, is refused naming it (no hang,
     nothing of the outside file shown); a job's error text that starts like a formula is escaped in summary.csv."""
-    from cnnlab.sweeps import write_summary
+    from cnnlab.run.sweeps import write_summary
 
     sweep = tmp_path / "sweep"
     for n, lr in enumerate(("0.1", "0.2")):
@@ -394,7 +394,7 @@ def test_a_sweep_dir_is_read_inside_itself_and_its_summary_cells_are_safe(tmp_pa
     with pytest.raises(CnnlabError, match=rf"{metrics} cannot be read as a job's file \(RefusedFile: .* leads outside"):
         write_summary(sweep, "val/acc_best")
     assert "0.123456" not in (sweep / "summary.csv").read_text()
-    result = subprocess.run([sys.executable, "-m", "cnnlab.summarize", str(sweep)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "report", str(sweep)], capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert result.returncode == 2 and result.stdout.startswith(f"cnnlab-summarize: {metrics} cannot be read")
     metrics.unlink()

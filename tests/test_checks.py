@@ -5,16 +5,16 @@ import re
 
 import pytest
 
-from cnnlab.config_checks import check_callbacks, check_trainer, check_tune
 from cnnlab.data.checks import check_augment, check_data
 from cnnlab.errors import Problems
 from cnnlab.models.checks import check_model, image_size_pair
 from cnnlab.models.cnn import feature_map_side
 from cnnlab.models.optimization import check_optimizer
 from cnnlab.models.schedules import check_scheduler
+from cnnlab.run.checks import check_callbacks, check_trainer, check_tune
 
 CNN = {"_target_": "cnnlab.models.cnn.SeedCNN", "widths": [32, 64], "kernel_size": 3, "padding": 0}
-EMA = {"_target_": "cnnlab.callbacks.EMA", "decay": 0.999}
+EMA = {"_target_": "cnnlab.run.callbacks.EMA", "decay": 0.999}
 TIMM = {"_target_": "cnnlab.models.backbones.TimmBackbone", "name": "resnet18", "in_chans_mode": "repeat"}
 CASES = [
     (check_data, {"batch_size": 0}, r"data.batch_size=0: an integer >= 1"),

@@ -8,12 +8,12 @@ import lightning as L
 import pytest
 import torch
 
-from cnnlab.builders import SAFETY_CALLBACKS, build_callbacks, build_loggers, build_model, build_trainer
-from cnnlab.callbacks import DivergenceGuard, Resumable
-from cnnlab.config_checks import check_train_config, check_trainer
 from cnnlab.data import DigitsDataModule
 from cnnlab.errors import Problems
 from cnnlab.models.optimization import optimizer_arguments
+from cnnlab.run.builders import SAFETY_CALLBACKS, build_callbacks, build_loggers, build_model, build_trainer
+from cnnlab.run.callbacks import DivergenceGuard, Resumable
+from cnnlab.run.checks import check_train_config, check_trainer
 from cnnlab.transfer.policy import TransferConfig
 from cnnlab.utils.config import build, conf_dir, resolved_config
 

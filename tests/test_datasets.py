@@ -19,7 +19,6 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.checkpoints import load_classifier, read_checkpoint
 from cnnlab.data import (
     FashionMNISTDataModule,
     HuggingFaceDataModule,
@@ -30,9 +29,10 @@ from cnnlab.data import (
 )
 from cnnlab.data.shards import write_shards
 from cnnlab.errors import CnnlabError
-from cnnlab.optimize import optimize
-from cnnlab.predict import predict_files
-from cnnlab.train import train
+from cnnlab.run.checkpoints import load_classifier, read_checkpoint
+from cnnlab.run.prediction import predict_files
+from cnnlab.run.sharding import write_dataset_shards
+from cnnlab.run.training import train
 from cnnlab.utils.io import UnsafeFileError
 from tests.conftest import compose_config
 from tests.test_reliability import ROOT, comparable, run_train, train_until_sigterm
@@ -244,8 +244,8 @@ def digests(images: torch.Tensor, labels: torch.Tensor) -> collections.Counter:
 def shards(tmp_path_factory, fashion_dir) -> tuple[Path, dict]:
     """cnnlab-optimize of a 400-image Fashion-MNIST training subset (its val and test splits too)."""
     work = tmp_path_factory.mktemp("shards")
-    cfg = compose_config("optimize", [*SHARDED, f"output_dir={work / 'shards'}", "num_workers=1"], work, work / "run")
-    return work / "shards", optimize(cfg)
+    cfg = compose_config("shards", [*SHARDED, f"output_dir={work / 'shards'}", "num_workers=1"], work, work / "run")
+    return work / "shards", write_dataset_shards(cfg)
 
 
 def test_optimize_writes_every_split_and_the_metadata(shards, fashion_dir):
@@ -275,7 +275,7 @@ def test_ddp_ranks_each_see_a_disjoint_share_of_the_epoch(shards, tmp_path, fash
             "trainer.limit_val_batches=2", "test=false", "logger=none", f"hydra.run.dir={run_dir}",
             "+callbacks.probe._target_=tests.shard_probe.RecordFirstEpoch",
             f"+callbacks.probe.output_dir={run_dir}"]  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", *args], cwd=ROOT, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     seen = [collections.Counter(json.loads((run_dir / f"seen_rank{r}.json").read_text())) for r in (0, 1)]
@@ -339,6 +339,6 @@ def test_new_data_keys_are_checked_in_one_message(tmp_path):
     assert "data.mean=[0.5, 2.0, 0.5]" in str(err.value) and "data.std=[0.2, 0.0, 0.2]" in str(err.value)
     with pytest.raises(CnnlabError, match=r"data\.max_cache_size='lots': a number of bytes or a size such as 64MB"):
         StreamingDataModule(input_dir=str(tmp_path), max_cache_size="lots")
-    cfg = compose_config("optimize", [f"output_dir={tmp_path}", "chunk_bytes=huge"], tmp_path, tmp_path / "run")
+    cfg = compose_config("shards", [f"output_dir={tmp_path}", "chunk_bytes=huge"], tmp_path, tmp_path / "run")
     with pytest.raises(CnnlabError, match=r"nothing was written(.|\n)*chunk_bytes='huge'"):
-        optimize(cfg)
+        write_dataset_shards(cfg)

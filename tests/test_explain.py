@@ -12,17 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.builders import build_model
-from cnnlab.checkpoints import load_classifier
 from cnnlab.data import FashionMNISTDataModule
 from cnnlab.data.info import DataInfo
 from cnnlab.errors import CnnlabError
-from cnnlab.explain import explain
 from cnnlab.inspection import cams
 from cnnlab.inspection.cams import INSENSITIVE_RHO, class_maps, sanity_check
 from cnnlab.inspection.features import strongest_channels
 from cnnlab.inspection.layers import find_layer
-from cnnlab.train import train
+from cnnlab.run.builders import build_model
+from cnnlab.run.checkpoints import load_classifier
+from cnnlab.run.explaining import explain_images
+from cnnlab.run.training import train
 from tests.conftest import compose_config
 from tests.test_apply import fashion_test_images
 
@@ -63,7 +63,7 @@ def test_explain_cli_overlays_every_readable_image_of_any_mode(model, tmp_path, 
     checkpoint = fashion_run[1] if model == "seed" else lite0_run
     good = odd_mode_folder(tmp_path / "in")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "cnnlab.explain", f"ckpt_path={checkpoint}", f"inputs={tmp_path / 'in'}",
+    command = [sys.executable, "-m", "cnnlab", "explain", f"ckpt_path={checkpoint}", f"inputs={tmp_path / 'in'}",
                f"output={out}", "logger=none"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -211,7 +211,7 @@ def test_a_frozen_backbone_still_gets_maps(tmp_path):
 def test_features_draw_each_stage_strongest_channel_first(tmp_path, fashion_run):
     images, _, _ = fashion_test_images(1)
     Image.fromarray(images[0, 0].numpy()).save(tmp_path / "one.png")
-    report = explain(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'one.png'}",
+    report = explain_images(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'one.png'}",
                                  "what=features", "max_channels=8"))  # fmt: skip
     assert [s["module"] for s in report["stages"]] == ["backbone.features.2", "backbone.features.5"]
     assert [s["shape"] for s in report["stages"]] == [[32, 13, 13], [64, 5, 5]]
@@ -228,27 +228,33 @@ def test_targets_true_and_by_name(tmp_path, fashion_run):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image[0].numpy()).save(folder / f"{len(list(folder.iterdir()))}.png")
     common = [f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'in'}"]
-    report = explain(explain_cfg(tmp_path, *common, "target=true"))
+    report = explain_images(explain_cfg(tmp_path, *common, "target=true"))
     assert sorted(f["target"] for f in report["files"]) == sorted(names[i] for i in labels)
-    report = explain(explain_cfg(tmp_path, *common, "target=Bag"))
+    report = explain_images(explain_cfg(tmp_path, *common, "target=Bag"))
     assert {f["target"] for f in report["files"]} == {"Bag"}
     with pytest.raises(CnnlabError, match=r"target='Handbag'.*Ankle boot"):
-        explain(explain_cfg(tmp_path, *common, "target=Handbag"))
+        explain_images(explain_cfg(tmp_path, *common, "target=Handbag"))
     Image.fromarray(images[0, 0].numpy()).save(tmp_path / "loose.png")
     with pytest.raises(CnnlabError, match=r"loose\.png is not in a folder named after a class"):
-        explain(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'loose.png'}", "target=true"))
+        explain_images(
+            explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'loose.png'}", "target=true")
+        )
 
 
 def test_bad_explain_values_are_listed_in_one_message(tmp_path, fashion_run):
     with pytest.raises(CnnlabError) as err:
-        explain(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "method=gradcamm", "what=both",
+        explain_images(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "method=gradcamm", "what=both",
                             "top_k=0", "sanity=maybe"))  # fmt: skip
     message = str(err.value)
     assert "nothing was run" in message and "method='gradcamm'" in message and "gradcam++" in message
     assert "what='both'" in message and "top_k=0" in message and "sanity='maybe'" in message
     with pytest.raises(CnnlabError, match="sanity=true checks class activation maps"):
-        explain(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "what=features", "sanity=true"))
+        explain_images(
+            explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "what=features", "sanity=true")
+        )
     images, _, _ = fashion_test_images(1)
     Image.fromarray(images[0, 0].numpy()).save(tmp_path / "one.png")
     with pytest.raises(CnnlabError, match=r"layer='head.9' is not a module.*backbone.features.5"):
-        explain(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'one.png'}", "layer=head.9"))
+        explain_images(
+            explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", f"inputs={tmp_path / 'one.png'}", "layer=head.9")
+        )

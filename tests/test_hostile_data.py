@@ -30,10 +30,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from cnnlab.config_checks import check_train_config
 from cnnlab.data import FashionMNISTDataModule, HuggingFaceDataModule, ImageFolderDataModule
 from cnnlab.data.images import MAX_PIXELS, decode_many, expand_inputs
 from cnnlab.errors import CnnlabError
+from cnnlab.run.checks import check_train_config
 from tests.conftest import ROOT
 
 # Pillow warns of the bombs as it reads their headers, before cnnlab refuses them (pytest shows warnings again)
@@ -456,7 +456,7 @@ def test_ddp_goes_on_when_a_ranks_whole_batch_is_refused(tmp_path, fashion):
             "model.backbone.widths=[4,8]", "logger=none", "callbacks.progress_bar.refresh_rate=0",
             f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=tmp_path, env=env, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", *args], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=240)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not an image in a format cnnlab reads" in result.stdout + result.stderr

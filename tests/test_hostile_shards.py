@@ -27,8 +27,8 @@ from cnnlab.data.images import png_bytes
 from cnnlab.data.shard_index import INDEX, META, check_index
 from cnnlab.data.shards import ShardImages, write_shards
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate
-from cnnlab.train import train
+from cnnlab.run.evaluation import evaluate
+from cnnlab.run.training import train
 from cnnlab.utils.io import UnsafeFileError
 from tests.conftest import compose_config
 

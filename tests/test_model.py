@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from cnnlab.checkpoints import load_classifier
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ImageClassifier
 from cnnlab.models.cnn import SeedCNN
 from cnnlab.models.schedules import cosine, one_cycle
+from cnnlab.run.checkpoints import load_classifier
 
 SEED_BACKBONE = {"_target_": "cnnlab.models.cnn.SeedCNN", "widths": [32, 64], "kernel_size": 3}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
@@ -72,7 +72,7 @@ def test_schedules_peak_at_one_and_decay(schedule):
 
 
 def test_schedule_needs_a_run_length(make_cfg, fashion_dir):
-    from cnnlab.train import train
+    from cnnlab.run.training import train
 
     cfg = make_cfg("scheduler=cosine", "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00", "data.train_size=100")
     with pytest.raises(Exception, match=r"needs the run's length: set trainer.max_epochs"):

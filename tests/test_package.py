@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.builders import build_datamodule
 from cnnlab.data import DataInfo
 from cnnlab.errors import CnnlabError
-from cnnlab.train import train
+from cnnlab.run.builders import build_datamodule
+from cnnlab.run.training import train
 from cnnlab.utils.config import USER_CONF_ENV, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,19 +13,19 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from cnnlab.builders import build_datamodule, build_model, wants_feature_cache
-from cnnlab.checkpoints import load_classifier, read_checkpoint
 from cnnlab.data import FashionMNISTDataModule
 from cnnlab.data.augment import Augment
 from cnnlab.data.policies import NUM_BINS, SPACES, apply_ops
 from cnnlab.errors import CnnlabError
-from cnnlab.export import export
-from cnnlab.inference import predict_tensors, run_test_split, use_tta
 from cnnlab.models.classifier import _credit
 from cnnlab.models.mixing import Mix, Mixer
 from cnnlab.models.tta import tta_logits
-from cnnlab.train import train
-from cnnlab.tuning import valley
+from cnnlab.run.builders import build_datamodule, build_model, wants_feature_cache
+from cnnlab.run.checkpoints import load_classifier, read_checkpoint
+from cnnlab.run.exporting import export
+from cnnlab.run.inference import predict_tensors, run_test_split, use_tta
+from cnnlab.run.training import train
+from cnnlab.run.tuning import valley
 from cnnlab.utils.config import compose_config as package_compose
 
 SMALL = ["data.train_size=1000", "data.batch_size=50", "data.eval_batch_size=50", "data.val_fraction=0.05",

@@ -18,9 +18,9 @@ import lightning as L
 import pytest
 import torch
 
-from cnnlab.checkpoints import AtomicCheckpointIO, read_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.train import train
+from cnnlab.run.checkpoints import AtomicCheckpointIO, read_checkpoint
+from cnnlab.run.training import train
 from cnnlab.utils import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,13 +44,13 @@ def cli_env() -> dict[str, str]:
 
 
 def run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=cwd, env=cli_env(),
+    return subprocess.run([sys.executable, "-m", "cnnlab", "train", *args], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
 def train_until_sigterm(args: list[str], cwd: Path, after_steps: int) -> tuple[int, str]:
     """Start cnnlab-train, send SIGTERM once the progress bar shows `after_steps` steps of epoch 1."""
-    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", *args], cwd=cwd, env=cli_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args], cwd=cwd, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     seen = b""
     while chunk := os.read(proc.stdout.fileno(), 4096):

@@ -8,11 +8,11 @@ import torch
 import torchinfo
 from fvcore.nn import FlopCountAnalysis
 
-from cnnlab.builders import build_model
 from cnnlab.data.info import DataInfo
 from cnnlab.errors import CnnlabError
 from cnnlab.inspection.summary import summarize_model
-from cnnlab.summary import summary
+from cnnlab.run.builders import build_model
+from cnnlab.run.layers import layer_table
 from tests.conftest import compose_config
 
 MULTIPLY_ADDS = ("conv", "linear", "matmul", "addmm", "bmm", "einsum")  # fvcore's names of the ops made of them
@@ -41,8 +41,8 @@ def test_seed_cnn_counts_by_hand(tmp_path):
 
 
 def test_vgg16_prints_its_published_count(tmp_path, capsys, fashion_dir):
-    cfg = compose_config("summary", ["model=vgg16", "depth=2"], tmp_path, tmp_path / "run")
-    result = summary(cfg)
+    cfg = compose_config("layers", ["model=vgg16", "depth=2"], tmp_path, tmp_path / "run")
+    result = layer_table(cfg)
     printed = capsys.readouterr().out
     assert "timm's vgg16 as published (its 1000-class ImageNet head): 138,357,544 parameters" in printed
     assert result["params"] == 138_357_544 - 4096 * 1000 - 1000 + 4096 * 10 + 10  # its own 10-class head instead
@@ -93,4 +93,4 @@ def test_training_stores_params_and_macs(fashion_run):
 
 def test_bad_depth_is_refused(tmp_path):
     with pytest.raises(CnnlabError, match="depth=0"):
-        summary(compose_config("summary", ["depth=0"], tmp_path, tmp_path / "run"))
+        layer_table(compose_config("layers", ["depth=0"], tmp_path, tmp_path / "run"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.summarize import cli as summarize_cli
+from cnnlab.commands.report import cli as summarize_cli
 
 TINY = ["data.train_size=200", "trainer.max_epochs=1", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
@@ -18,7 +18,7 @@ TINY = ["data.train_size=200", "trainer.max_epochs=1", "trainer.limit_val_batche
 def cnnlab_train(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("CNNLAB_ROOT", None)
-    return subprocess.run([sys.executable, "-m", "cnnlab.train", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cnnlab", "train", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
 
 

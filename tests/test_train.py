@@ -12,7 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from cnnlab.train import train
+from cnnlab.run.training import train
 from cnnlab.utils.rundir import unique_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("CNNLAB_ROOT", None)
     return subprocess.run(
-        [sys.executable, "-m", "cnnlab.train", *args],
+        [sys.executable, "-m", "cnnlab", "train", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -10,9 +10,9 @@ import lightning as L
 import pytest
 import torch
 
-from cnnlab.checkpoints import read_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.train import train
+from cnnlab.run.checkpoints import read_checkpoint
+from cnnlab.run.training import train
 from cnnlab.utils import cli
 
 TINY = ["data=digits", "model.backbone.padding=1", "logger=none", "callbacks=none", "trainer.max_epochs=1",

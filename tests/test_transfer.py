@@ -9,7 +9,7 @@ from cnnlab.data import feature_cache
 from cnnlab.errors import CnnlabError
 from cnnlab.models.backbones import TimmBackbone
 from cnnlab.models.weights import load_strict, package_weights, resolve_pretrained
-from cnnlab.train import train
+from cnnlab.run.training import train
 from tests.conftest import compose_config
 
 LITE0 = "tf_efficientnet_lite0"
@@ -199,8 +199,8 @@ def test_image_too_small_for_backbone():
 @pytest.mark.parametrize("option", ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0",
                                     "mobilenetv3_large_100", "vgg16_bn"])  # fmt: skip
 def test_every_backbone_option_builds_and_runs(make_cfg, option):
-    from cnnlab.builders import build_model
     from cnnlab.data.base import DataInfo
+    from cnnlab.run.builders import build_model
 
     info = DataInfo("t", 7, 1, (28, 28), tuple("abcdefg"), (0.3,), (0.3,))
     model = build_model(make_cfg(f"model={option}", "model.image_size=64"), info).eval()
@@ -209,8 +209,8 @@ def test_every_backbone_option_builds_and_runs(make_cfg, option):
 
 
 def test_any_timm_name_by_one_value(make_cfg):
-    from cnnlab.builders import build_model
     from cnnlab.data.base import DataInfo
+    from cnnlab.run.builders import build_model
 
     info = DataInfo("t", 3, 3, (32, 32), ("a", "b", "c"), (0.5,) * 3, (0.5,) * 3)
     model = build_model(make_cfg("model=resnet18", "model.backbone.name=convnext_nano"), info)
@@ -237,8 +237,8 @@ def test_feature_cache_matches_uncached_path_and_is_reused(make_cfg, fashion_dir
 
 def test_feature_cache_keys_follow_the_data_and_the_model(make_cfg):
     """A key per (model fingerprint, exact images): another subset or another preprocessing is another file."""
-    from cnnlab.builders import build_model
     from cnnlab.data import DigitsDataModule
+    from cnnlab.run.builders import build_model
 
     info = DigitsDataModule().info
     info = type(info)(**{**info.__dict__, "image_size": (32, 32)})
@@ -262,7 +262,7 @@ def test_checkpoint_loads_without_the_original_pretrained_weights(make_cfg, fash
     """Fine-tuned from a local weights file that is gone afterwards: the checkpoint alone rebuilds the model."""
     import timm
 
-    from cnnlab.checkpoints import load_classifier
+    from cnnlab.run.checkpoints import load_classifier
 
     weights = tmp_path / "resnet18_imagenet.pth"
     torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), weights)

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.checkpoints import load_classifier
 from cnnlab.data.feature_cache import cache_key, cached_split
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate
-from cnnlab.export import export
-from cnnlab.predict import predict
-from cnnlab.train import train
+from cnnlab.run.checkpoints import load_classifier
+from cnnlab.run.evaluation import evaluate
+from cnnlab.run.exporting import export
+from cnnlab.run.prediction import predict
+from cnnlab.run.training import train
 from cnnlab.utils.io import UnsafeFileError
 from tests.conftest import compose_config
 

@@ -4,7 +4,7 @@ The backbone is frozen and its BatchNorms are in eval mode, so its output for an
 computing it once per split instead of once per epoch gives the same results, many times faster. The
 cache file's key covers everything the embeddings depend on - backbone and its weights, preprocessing,
 and the exact images of each split - so a stale cache can never be used. Whether a run uses it is the
-run's decision (`cnnlab.builders`): this module only needs the model's `backbone` and `preprocess`
+run's decision (`cnnlab.run.builders`): this module only needs the model's `backbone` and `preprocess`
 modules, never the model classes.
 """
 

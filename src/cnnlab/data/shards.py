@@ -3,7 +3,7 @@
 holding the class names, image geometry and statistics; `StreamingDataModule` trains from them with LitData's
 `StreamingDataset` / `StreamingDataLoader`: sharded across DDP ranks and nodes, decoded in the loader's workers,
 augmented on the device like every other dataset, and resumable mid-epoch (the loader's state is saved in
-Lightning's checkpoints; `cnnlab.callbacks.Resumable` restores it).
+Lightning's checkpoints; `cnnlab.run.callbacks.Resumable` restores it).
 
 A shards folder is hostile input: each split's index.json and the folder's cnnlab.json are checked before LitData
 opens anything (`cnnlab.data.shard_index`), and each item's bytes are decoded only by `decode_image_bytes` (the

@@ -47,7 +47,7 @@ class ImageClassifier(L.LightningModule):
         class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
-        # The logger gets the whole composed config at the end of the run instead (see cnnlab.train).
+        # The logger gets the whole composed config at the end of the run instead (see cnnlab.run.training).
         self.save_hyperparameters(logger=False)
         self.num_classes = int(data["num_classes"])
         self.class_names = list(data["class_names"])
@@ -74,7 +74,7 @@ class ImageClassifier(L.LightningModule):
         weights = _class_weights(class_weights, self.num_classes)
         # Not in the state dict: rebuilt from the hyperparameters, so checkpoints without it still load.
         self.register_buffer("class_weight", weights, persistent=False)
-        # The step is written out (see cnnlab.models.optimization); cnnlab.train sets its trainer.* settings.
+        # The step is written out (see cnnlab.models.optimization); cnnlab.run.training sets its trainer.* settings.
         self.automatic_optimization = False
         self.stepper = WrittenOutStep()
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
@@ -84,7 +84,7 @@ class ImageClassifier(L.LightningModule):
         self.register_buffer("val_acc_best", torch.tensor(0.0))
 
     # --- self-contained checkpoints -----------------------------------------------------------------
-    run_config: dict[str, Any] | None = None  # set by cnnlab.train: the composed config of the run
+    run_config: dict[str, Any] | None = None  # set by cnnlab.run.training: the composed config of the run
 
     def preprocessing(self) -> dict[str, Any]:
         """What an input must be, and what the model does to it before the backbone (it is all inside)."""
@@ -106,7 +106,7 @@ class ImageClassifier(L.LightningModule):
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> ImageClassifier:
         """The model of an already read (and checked) checkpoint, on the CPU. The backbone is not fetched as
         pretrained again: the checkpoint holds the trained weights, and the original weights (a file, a package, the
-        hub) may not be reachable where it is loaded. Read files with `cnnlab.checkpoints.load_classifier`."""
+        hub) may not be reachable where it is loaded. Read files with `cnnlab.run.checkpoints.load_classifier`."""
         hparams = {**checkpoint["hyper_parameters"], "pretrained": False, "compile": False}
         model = cls(**hparams)
         model.on_load_checkpoint(checkpoint)
@@ -117,7 +117,7 @@ class ImageClassifier(L.LightningModule):
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> ImageClassifier:
         raise TypeError(
             "ImageClassifier.load_from_checkpoint would unpickle the file without cnnlab's checks: use "
-            "cnnlab.checkpoints.load_classifier(path), which refuses files that would run code."
+            "cnnlab.run.checkpoints.load_classifier(path), which refuses files that would run code."
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -329,7 +329,7 @@ def _credit(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def _class_weights(weights: list[float] | None, num_classes: int) -> torch.Tensor | None:
     """`model.class_weights` as the loss's weight tensor (`balanced` is resolved from the training labels by
-    cnnlab.builders before the model is built)."""
+    cnnlab.run.builders before the model is built)."""
     if weights is None:
         return None
     if isinstance(weights, str) or len(weights) != num_classes or min(weights) < 0:

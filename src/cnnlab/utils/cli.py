@@ -35,6 +35,11 @@ def record_exit_code(code: int) -> None:
     _exit_code = max(_exit_code, code)
 
 
+def exit_code() -> int:
+    """What the console script exits with: 0, or the most severe code recorded."""
+    return _exit_code
+
+
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 

@@ -125,3 +125,55 @@ def compose_config(
         cfg.paths.output_dir = str(output_dir)
     GlobalHydra.instance().clear()
     return cfg
+
+
+def _compose_plain(config_name: str, overrides: list[str]) -> DictConfig:
+    register_resolvers()
+    use_user_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+            return compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_for_check(config_name: str, overrides: list[str]) -> DictConfig:
+    """conf/<config_name>.yaml composed with `overrides` to be checked, not run: nothing is created (the run dir's
+    `${unique_dir:}` is never resolved), and `paths.output_dir` stands for the run dir under `paths.log_dir`."""
+    cfg = _compose_plain(config_name, overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = "${paths.log_dir}"
+    return cfg
+
+
+def group_options(config_name: str, group: str) -> list[str]:
+    """The options of a config group (`model`: cnn, resnet18, ...), the user's own config dirs included."""
+    register_resolvers()
+    use_user_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def config_keys(config_name: str, overrides: list[str], node: str) -> list[str]:
+    """The keys under `node` (`trainer`, or "" for the top) of the composed config: what a misspelt key is
+    compared with."""
+    try:
+        cfg = _compose_plain(config_name, overrides)
+    except Exception:
+        return []
+    value = OmegaConf.select(cfg, node) if node else cfg
+    return [str(k) for k in value if k != "hydra"] if OmegaConf.is_dict(value) else []
+
+
+def config_file(config: str) -> Path | None:
+    """The YAML file of `config` (`train`, `model/cnn`) a user would open: their own config dirs first."""
+    for directory in [*user_config_dirs(), conf_dir()]:
+        path = directory / f"{config}.yaml"
+        if path.is_file():
+            return path
+    return None

@@ -21,42 +21,21 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from cnnlab.builders import build_loggers
-from cnnlab.config_checks import writable_dir_problem
-from cnnlab.errors import CnnlabError, Problems, is_int
-from cnnlab.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
-from cnnlab.inspection.cams import CAM_METHODS, SanityStep, class_maps, sanity_check
+from cnnlab.errors import CnnlabError, is_int
+from cnnlab.inspection.cams import SanityStep, class_maps, sanity_check
 from cnnlab.inspection.features import first_layer_filters, stage_activations, strongest_channels
 from cnnlab.inspection.layers import find_layer
 from cnnlab.inspection.pictures import cam_grid, channel_grid, filter_grid, sanity_grid
 from cnnlab.models import ImageClassifier
-from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
+from cnnlab.run.builders import build_loggers
+from cnnlab.run.checks import check_explain_config
+from cnnlab.run.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
+from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
 from cnnlab.utils.io import write_json_atomic
 from cnnlab.utils.rundir import safe_name
 from cnnlab.utils.tensorboard import tensorboard_writers
 
-log = logging.getLogger("cnnlab.explain")
-VIEWS = ("cam", "features")
-
-
-def check_explain_config(cfg: DictConfig) -> None:
-    """The values that need no model (the target class and the layer are checked against the model)."""
-    problems = Problems()
-    problems.check(cfg.get("ckpt_path") is not None, "ckpt_path", None, "required: a cnnlab checkpoint (.ckpt)")
-    problems.one_of("what", cfg.get("what"), VIEWS)
-    problems.one_of("method", cfg.get("method"), CAM_METHODS)
-    for key in ("top_k", "batch_size", "max_channels"):
-        problems.int_at_least(key, cfg.get(key), 1)
-    problems.flag("sanity", cfg.get("sanity"))
-    if cfg.get("sanity") is True and cfg.get("what") == "features":
-        problems.add("sanity=true checks class activation maps: use it with what=cam, not what=features")
-    layer = cfg.get("layer")
-    problems.check(layer is None or isinstance(layer, str), "layer", layer, "null or a module name, e.g. head")
-    if cfg.get("output") is not None:
-        problem = writable_dir_problem(Path(str(cfg.output)).expanduser())
-        if problem:
-            problems.add(f"output={str(cfg.output)!r} {problem}")
-    problems.raise_if_any("invalid cnnlab-explain configuration (nothing was run)")
+log = logging.getLogger("cnnlab.run.explaining")
 
 
 def target_rule(target: Any, class_names: list[str]) -> str | int:
@@ -91,7 +70,7 @@ def target_classes(rule: str | int, paths: list[Path], predicted: torch.Tensor, 
     return [int(rule)] * len(paths)
 
 
-def explain(cfg: DictConfig) -> dict[str, Any]:
+def explain_images(cfg: DictConfig) -> dict[str, Any]:
     """Class activation maps (or feature maps) for the images of `inputs`; PNGs and explain.json in `output`."""
     check_explain_config(cfg)
     paths = image_files(cfg.inputs)
@@ -208,14 +187,3 @@ def _save(picture: Image.Image, path: Path, writers: list, tag: str, step: int) 
     for writer in writers:
         writer.add_image(tag, torch.from_numpy(np.array(picture)).permute(2, 0, 1), step)
     return str(path)
-
-
-def run(cfg: DictConfig) -> None:
-    """Explain a checkpoint's predictions on image files."""
-    explain(cfg)
-
-
-cli = hydra_cli("explain", run)
-
-if __name__ == "__main__":
-    cli()

@@ -12,22 +12,20 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig
 
-from cnnlab.builders import build_datamodule, build_model
-from cnnlab.config_checks import check_train_config
-from cnnlab.errors import CnnlabError, is_int
 from cnnlab.inspection.summary import format_report, published_parameters, summarize_model
-from cnnlab.utils.cli import hydra_cli
+from cnnlab.run.builders import build_datamodule, build_model
+from cnnlab.run.checks import check_layers_config
+from cnnlab.run.machine_checks import check_on_this_machine
 from cnnlab.utils.io import write_json_atomic
 
-log = logging.getLogger("cnnlab.summary")
+log = logging.getLogger("cnnlab.run.layers")
 
 
-def summary(cfg: DictConfig) -> dict[str, Any]:
+def layer_table(cfg: DictConfig) -> dict[str, Any]:
     """Print the per-layer table of the configured model; returns what model_summary.json holds."""
-    depth = cfg.get("depth")
-    if not (is_int(depth) and (depth == -1 or depth >= 1)):
-        raise CnnlabError(f"depth={depth!r}: -1 (every layer) or an integer >= 1 (the modules that many levels down).")
-    check_train_config(cfg)
+    check_layers_config(cfg)
+    check_on_this_machine(cfg)
+    depth = cfg.depth
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, info = build_datamodule(cfg.data)
     model = build_model(cfg, info, datamodule)
@@ -44,9 +42,3 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
     print("\n".join(lines))
     write_json_atomic(Path(cfg.paths.output_dir) / "model_summary.json", result)
     return result
-
-
-cli = hydra_cli("summary", summary)
-
-if __name__ == "__main__":
-    cli()

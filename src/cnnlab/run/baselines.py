@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.builders import build_datamodule, build_model
 from cnnlab.data.feature_cache import cached_split, model_fingerprint
 from cnnlab.errors import CnnlabError
+from cnnlab.run.builders import build_datamodule, build_model
 from cnnlab.utils.config import compose_config
 
 FEATURES = ("pixels", "backbone")

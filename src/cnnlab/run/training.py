@@ -11,7 +11,8 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.builders import (
+from cnnlab.inspection.summary import summarize_model
+from cnnlab.run.builders import (
     build_callbacks,
     build_datamodule,
     build_model,
@@ -19,25 +20,25 @@ from cnnlab.builders import (
     step_settings,
     with_feature_cache,
 )
-from cnnlab.callbacks import TrainingInterrupted, in_saving_order
-from cnnlab.checkpoints import (
+from cnnlab.run.callbacks import TrainingInterrupted, in_saving_order
+from cnnlab.run.checkpoints import (
     check_weights_fit,
     checkpoint_dir,
     read_checkpoint,
     resume_checkpoint,
     resume_differences,
 )
-from cnnlab.config_checks import check_train_config
-from cnnlab.inspection.summary import summarize_model
-from cnnlab.sweeps import swept_keys
-from cnnlab.tuning import find_lr, use_lr
-from cnnlab.utils.cli import hydra_cli, is_multirun, record_exit_code
+from cnnlab.run.checks import check_train_config
+from cnnlab.run.machine_checks import check_on_this_machine
+from cnnlab.run.sweeps import swept_keys
+from cnnlab.run.tuning import find_lr, use_lr
+from cnnlab.utils.cli import is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config, split_override
 from cnnlab.utils.io import write_json_atomic
 from cnnlab.utils.rundir import is_resume, owning_run_dir, resume_command
 from cnnlab.utils.tensorboard import log_hparams
 
-log = logging.getLogger("cnnlab.train")
+log = logging.getLogger("cnnlab.run.training")
 
 
 def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
     started = time.perf_counter()
     _route_lightning_logs()
     check_train_config(cfg)  # every value, before any data is loaded
+    check_on_this_machine(cfg)
     output_dir = Path(cfg.paths.output_dir)
     with owning_run_dir(output_dir, is_resume(cfg), resume_command(_task_overrides(), output_dir),
                         _launcher_files(output_dir)):  # fmt: skip
@@ -185,14 +187,8 @@ def _route_lightning_logs() -> None:
         logger.propagate = True
 
 
-def run(cfg: DictConfig) -> float | None:
+def run_training(cfg: DictConfig) -> float | None:
     """Train as `cfg` says; returns the optimized metric, which sweepers (Optuna) maximize."""
     summary = train(cfg)
     value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     return None if value is None else float(value)
-
-
-cli = hydra_cli("train", run)
-
-if __name__ == "__main__":
-    cli()

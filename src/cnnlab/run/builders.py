@@ -14,16 +14,16 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.callbacks import DivergenceGuard, Resumable
-from cnnlab.checkpoints import AtomicCheckpointIO
 from cnnlab.data.base import InMemoryDataModule
 from cnnlab.data.feature_cache import FeatureDataModule
 from cnnlab.data.info import DataInfo, describe_data, train_class_counts
 from cnnlab.errors import CnnlabError
 from cnnlab.models.optimization import StepSettings
+from cnnlab.run.callbacks import DivergenceGuard, Resumable
+from cnnlab.run.checkpoints import AtomicCheckpointIO
 from cnnlab.utils.config import build
 
-log = logging.getLogger("cnnlab.builders")
+log = logging.getLogger("cnnlab.run.builders")
 
 
 def build_datamodule(data_cfg: Any) -> tuple[L.LightningDataModule, DataInfo]:

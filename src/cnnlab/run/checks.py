@@ -1,27 +1,24 @@
-"""Every user-facing value of a run, checked before any data is loaded: one message lists all the problems.
+"""Every user-facing value of each verb, checked before any data is loaded: one message lists all the problems.
 
 Each domain owns the rules of its own config (`cnnlab.data.checks`, `cnnlab.models.checks`, `TransferConfig.check`,
-the optimizer's and scheduler's beside them, the resume check beside the checkpoints); this module owns the
-trainer's and the paths' rules and runs them all.
+the optimizer's and scheduler's beside them); this module owns the trainer's, the paths' and each verb's own keys,
+and runs them all. Nothing here imports torch or Lightning: `cnnlab <verb>` runs these checks before the work is
+imported, so a bad value is answered in about a second. What depends on this machine (its GPUs, a resumed
+checkpoint's contents) is `cnnlab.run.machine_checks`'.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
+import errno
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
-from lightning.pytorch.accelerators import MPSAccelerator, XLAAccelerator
-from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig
 
-from cnnlab.checkpoints import check_resume, checkpoint_dir
-from cnnlab.data.checks import check_data
+from cnnlab.data.checks import check_byte_size, check_data
 from cnnlab.errors import CnnlabError, Problems, is_int, is_number
 from cnnlab.models.checks import check_model
 from cnnlab.models.optimization import check_optimizer
@@ -33,7 +30,18 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PROFILERS = (None, "simple", "advanced", "pytorch")
 LR_FIND_KEYS = ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "suggest", "apply")  # tune=lr_find
-TRAINER_KEYS = tuple(p for p in inspect.signature(L.Trainer.__init__).parameters if p != "self")
+# lightning.Trainer's arguments (2.6), written out so that checking needs no import of Lightning; a test compares
+# them with the installed Trainer's signature.
+TRAINER_KEYS = ("accelerator", "strategy", "devices", "num_nodes", "precision", "logger", "callbacks", "fast_dev_run",
+                "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches",
+                "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches",
+                "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps",
+                "enable_checkpointing", "enable_progress_bar", "enable_model_summary", "accumulate_grad_batches",
+                "gradient_clip_val", "gradient_clip_algorithm", "deterministic", "benchmark", "inference_mode",
+                "use_distributed_sampler", "profiler", "detect_anomaly", "barebones", "plugins", "sync_batchnorm",
+                "reload_dataloaders_every_n_epochs", "default_root_dir", "enable_autolog_hparams",
+                "model_registry")  # fmt: skip
+EMA_TARGET = "cnnlab.run.callbacks.EMA"  # conf/callbacks/ema.yaml
 # Trainer arguments cnnlab fills itself, and what to set instead.
 SET_BY_CNNLAB = {
     "logger": "choose the logger group instead: logger=tensorboard | csv | none",
@@ -118,33 +126,19 @@ def _check_hardware(values: Mapping[str, Any], problems: Problems) -> None:
                    "one of 32-true, bf16-mixed, 16-mixed, 64-true, bf16-true, 16-true")  # fmt: skip
     accelerator = values.get("accelerator", "auto")
     problems.one_of("trainer.accelerator", accelerator, ACCELERATORS)
-    available = {"gpu": torch.cuda.is_available(), "cuda": torch.cuda.is_available(),
-                 "mps": MPSAccelerator.is_available(), "tpu": XLAAccelerator.is_available()}  # fmt: skip
-    if accelerator in available and not available[accelerator]:
-        problems.add(f"trainer.accelerator={accelerator!r} but this machine has none available: use trainer=cpu, "
-                     "or trainer.accelerator=auto.")  # fmt: skip
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and precision in ("16-mixed", "16"):
-        problems.add(f"trainer.precision={precision!r} needs a GPU (float16 autocast); on a CPU use bf16-mixed "
-                     "or 32-true.")  # fmt: skip
     devices = values.get("devices", "auto")
     ok = devices == "auto" or (is_int(devices) and (devices >= 1 or devices == -1)) or isinstance(devices, list | str)
     problems.check(ok, "trainer.devices", devices, "auto, -1 (all), a count >= 1 or a list of device ids")
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu and is_int(devices) and devices > torch.cuda.device_count():
-        problems.add(f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s): use at "
-                     "most that many, or -1 for all.")  # fmt: skip
     problems.int_at_least("trainer.num_nodes", values.get("num_nodes", 1), 1)
     strategy = values.get("strategy", "auto")
-    known = ("auto", *StrategyRegistry.available_strategies())
-    problems.check(strategy in known, "trainer.strategy", strategy, "auto, ddp, ddp_spawn, fsdp, ... (Lightning's "
-                   "registered strategies)")  # fmt: skip
+    problems.check(isinstance(strategy, str) and bool(strategy), "trainer.strategy", strategy,
+                   "auto, ddp, ddp_spawn, fsdp, ... (Lightning's registered strategies)")  # fmt: skip
 
 
 def check_callbacks(values: Mapping[str, Any] | None, problems: Problems) -> None:
     """The rules for cnnlab's own callbacks' values (`callbacks.ema.*`); Lightning's check their own."""
     for name, entry in (values or {}).items():
-        if not isinstance(entry, Mapping) or entry.get("_target_") != "cnnlab.callbacks.EMA":
+        if not isinstance(entry, Mapping) or entry.get("_target_") != EMA_TARGET:
             continue
         decay = entry.get("decay", 0.999)
         problems.check(is_number(decay) and 0 < decay < 1, f"callbacks.{name}.decay", decay,
@@ -184,11 +178,16 @@ def check_output_dirs(paths: Mapping[str, Any], problems: Problems) -> None:
 
 
 def writable_dir_problem(path: Path) -> str | None:
-    """Why files cannot be written in `path` (created if missing), or None when they can. Tried, not guessed
-    from permission bits: those say yes to root even on a read-only mount."""
+    """Why files cannot be written in `path`, or None when they can: `path`, or the nearest folder above it that
+    exists (where it would be created), is tried - not guessed from permission bits, which say yes to root even on
+    a read-only mount - and nothing is created."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
         return (
@@ -198,13 +197,16 @@ def writable_dir_problem(path: Path) -> str | None:
     return None
 
 
-def check_train_config(cfg: DictConfig) -> None:
-    """All of `cnnlab-train`'s values; raises one CnnlabError listing every problem, or returns."""
-    problems = Problems()
+def values_of(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved values of `cfg`, or one error naming the interpolation that does not resolve."""
     try:
-        values = resolved_config(cfg)
+        return resolved_config(cfg)
     except Exception as err:  # an interpolation that cannot resolve (e.g. a missing environment variable)
         raise CnnlabError(f"the configuration does not resolve: {err}") from err
+
+
+def train_problems(values: Mapping[str, Any], problems: Problems) -> None:
+    """The rules of a training config (also those of `cnnlab layers`, which builds the same model)."""
     problems.int_at_least("seed", values.get("seed"), 0)
     check_data(values.get("data") or {}, problems)
     check_model(values.get("model") or {}, problems)
@@ -217,6 +219,141 @@ def check_train_config(cfg: DictConfig) -> None:
     if values.get("tune") and not values.get("train"):
         problems.add("tune=lr_find with train=false: the LR finder trains for its sweep; drop tune or set train=true.")
     check_output_dirs(values.get("paths") or {}, problems)
-    if values.get("train"):
-        check_resume(values.get("ckpt_path"), checkpoint_dir(cfg), problems)
+    ckpt = values.get("ckpt_path")
+    problems.check(ckpt is None or isinstance(ckpt, str), "ckpt_path", ckpt, "null, last, or a .ckpt file to resume")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """All of `cnnlab train`'s values; raises one CnnlabError listing every problem, or returns."""
+    problems = Problems()
+    train_problems(values_of(cfg), problems)
     problems.raise_if_any("invalid configuration (nothing was run)")
+
+
+TTA_CHOICES = (None, "none", "flip", "shift", "flip_shift")
+EXPORT_FORMATS = ("onnx", "torchscript")
+VIEWS = ("cam", "features")
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "eigengradcam", "scorecam")
+
+
+def checkpoint_problems(values: Mapping[str, Any], problems: Problems) -> None:
+    """`ckpt_path` (required), `tta` and `trust` of the verbs that load a checkpoint (eval, predict, export,
+    explain); what the file holds is checked when it is read."""
+    ckpt = values.get("ckpt_path")
+    if ckpt is None or ckpt == "":
+        problems.add("ckpt_path is required: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt (or last.ckpt).")
+    elif not isinstance(ckpt, str):
+        problems.check(False, "ckpt_path", ckpt, "the path of a .ckpt file")
+    else:
+        path = Path(ckpt).expanduser()
+        if path.is_dir():
+            problems.add(f"ckpt_path={ckpt!r} is a directory: give a .ckpt file in it, e.g. {path}/last.ckpt.")
+        elif not path.is_file():
+            problems.add(f"ckpt_path={ckpt!r}: no such file. Checkpoints are in <run dir>/checkpoints/.")
+    problems.one_of("tta", values.get("tta"), TTA_CHOICES)
+    trust = values.get("trust") or []
+    problems.check(isinstance(trust, list) and all(isinstance(m, str) and m for m in trust), "trust", trust,
+                   "a list of module names, e.g. [my_project]")  # fmt: skip
+    if "max_pixels" in values:
+        problems.int_at_least("max_pixels", values.get("max_pixels"), 1, null_ok=True)
+    check_output_dirs(values.get("paths") or {}, problems)
+
+
+def inputs_problems(values: Mapping[str, Any], problems: Problems) -> None:
+    inputs = values.get("inputs")
+    ok = isinstance(inputs, str | list) and bool(inputs)
+    problems.check(ok, "inputs", inputs, "required: an image, a folder (searched recursively) or a glob such as "
+                   "'shots/*.jpg'")  # fmt: skip
+
+
+def check_eval_config(cfg: DictConfig) -> None:
+    """All of `cnnlab eval`'s values."""
+    values, problems = values_of(cfg), Problems()
+    checkpoint_problems(values, problems)
+    problems.int_at_least("batch_size", values.get("batch_size"), 1)
+    problems.int_at_least("num_mistakes", values.get("num_mistakes"), 0)
+    if values.get("data"):
+        problems.int_at_least("seed", values.get("seed"), 0)
+        check_data(values["data"], problems)
+    problems.raise_if_any("invalid cnnlab eval configuration (nothing was run)")
+
+
+def check_predict_config(cfg: DictConfig) -> None:
+    """All of `cnnlab predict`'s values."""
+    values, problems = values_of(cfg), Problems()
+    checkpoint_problems(values, problems)
+    inputs_problems(values, problems)
+    problems.int_at_least("top_k", values.get("top_k"), 1)
+    problems.int_at_least("batch_size", values.get("batch_size"), 1)
+    output = values.get("output")
+    ok = output is None or (isinstance(output, str) and Path(output).suffix.lower() in (".csv", ".json"))
+    problems.check(ok, "output", output, "null (print only) or a .csv / .json file")
+    if ok and output is not None:
+        problem = writable_dir_problem(Path(output).expanduser().parent)
+        if problem:
+            problems.add(f"output={output!r}: its folder {problem}")
+    problems.raise_if_any("invalid cnnlab predict configuration (nothing was run)")
+
+
+def check_export_config(cfg: DictConfig) -> None:
+    """All of `cnnlab export`'s values."""
+    values, problems = values_of(cfg), Problems()
+    checkpoint_problems(values, problems)
+    problems.one_of("format", values.get("format"), EXPORT_FORMATS)
+    output = values.get("output")
+    problems.check(output is None or (isinstance(output, str) and bool(output)), "output", output,
+                   "null (this export's own folder) or a file path")  # fmt: skip
+    if isinstance(output, str) and output:
+        problem = writable_dir_problem(Path(output).expanduser().parent)
+        if problem:
+            problems.add(f"output={output!r}: its folder {problem}")
+    problems.raise_if_any("invalid cnnlab export configuration (nothing was run)")
+
+
+def check_explain_config(cfg: DictConfig) -> None:
+    """All of `cnnlab explain`'s values that need no model (the target class and the layer are checked against
+    the model once it is loaded)."""
+    values, problems = values_of(cfg), Problems()
+    checkpoint_problems(values, problems)
+    inputs_problems(values, problems)
+    problems.one_of("what", values.get("what"), VIEWS)
+    problems.one_of("method", values.get("method"), CAM_METHODS)
+    for key in ("top_k", "batch_size", "max_channels"):
+        problems.int_at_least(key, values.get(key), 1)
+    problems.flag("sanity", values.get("sanity"))
+    if values.get("sanity") is True and values.get("what") == "features":
+        problems.add("sanity=true checks class activation maps: use it with what=cam, not what=features")
+    layer = values.get("layer")
+    problems.check(layer is None or isinstance(layer, str), "layer", layer, "null or a module name, e.g. head")
+    if values.get("output") is not None:
+        problem = writable_dir_problem(Path(str(values["output"])).expanduser())
+        if problem:
+            problems.add(f"output={str(values['output'])!r} {problem}")
+    problems.raise_if_any("invalid cnnlab explain configuration (nothing was run)")
+
+
+def check_layers_config(cfg: DictConfig) -> None:
+    """All of `cnnlab layers`' values: a training config's, and `depth`."""
+    values, problems = values_of(cfg), Problems()
+    depth = values.get("depth")
+    problems.check(is_int(depth) and (depth == -1 or depth >= 1), "depth", depth,
+                   "-1 (every layer) or an integer >= 1 (the modules that many levels down)")  # fmt: skip
+    train_problems(values, problems)
+    problems.raise_if_any("invalid cnnlab layers configuration (nothing was run)")
+
+
+def check_shards_config(cfg: DictConfig) -> None:
+    """All of `cnnlab shards`' values."""
+    values, problems = values_of(cfg), Problems()
+    output = values.get("output_dir")
+    problems.check(isinstance(output, str) and bool(output), "output_dir", output,
+                   "required: a folder or s3:// URI for the shards")  # fmt: skip
+    if isinstance(output, str) and output and "://" not in output:
+        problem = writable_dir_problem(Path(output).expanduser())
+        if problem:
+            problems.add(f"output_dir={output!r} {problem}")
+    problems.int_at_least("num_workers", values.get("num_workers"), 1)
+    check_byte_size("chunk_bytes", values.get("chunk_bytes"), problems)
+    problems.int_at_least("seed", values.get("seed"), 0)
+    check_data(values.get("data") or {}, problems)
+    problems.raise_if_any("invalid cnnlab shards configuration (nothing was written)")

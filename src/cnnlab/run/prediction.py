@@ -14,11 +14,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from cnnlab.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
-from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, hydra_cli, record_exit_code
+from cnnlab.run.checks import check_predict_config
+from cnnlab.run.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
+from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
 from cnnlab.utils.io import csv_cell, printable, write_json_atomic, write_text_atomic
 
-log = logging.getLogger("cnnlab.predict")
+log = logging.getLogger("cnnlab.run.prediction")
 
 
 def predict_files(model, paths: list[Path], top_k: int = 3, batch_size: int = 256,
@@ -62,6 +63,7 @@ def write_results(path: Path, results: list[dict], errors: dict) -> None:
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Top-k labels for every image of `inputs`; printed, and written to `output` when given."""
+    check_predict_config(cfg)
     paths = image_files(cfg.inputs)
     model = load_for_inference(cfg)
     results, errors = predict_files(model, paths, cfg.top_k, cfg.batch_size, cfg.get("max_pixels"))
@@ -75,9 +77,3 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         record_exit_code(PARTIAL_FAILURE_EXIT_CODE)
     log.info("%d files predicted, %d failed", len(results), len(errors))
     return {"predictions": results, "errors": {str(k): v for k, v in errors.items()}}
-
-
-cli = hydra_cli("predict", predict)
-
-if __name__ == "__main__":
-    cli()

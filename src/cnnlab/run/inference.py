@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
-from cnnlab.checkpoints import load_classifier
 from cnnlab.data.images import MAX_PIXELS, decode_many, expand_inputs
 from cnnlab.errors import CnnlabError, is_int
 from cnnlab.models import ImageClassifier
 from cnnlab.models.tta import TTA_MODES
+from cnnlab.run.checkpoints import load_classifier
 
-log = logging.getLogger("cnnlab.inference")
+log = logging.getLogger("cnnlab.run.inference")
 
 
 def image_files(inputs: Any) -> list[Path]:

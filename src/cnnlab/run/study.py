@@ -1,8 +1,8 @@
 """The transfer-learning study: test accuracy vs training-set size for scratch / frozen / finetune (and the
-custom CNN), every run a real `cnnlab.train.train` run of a composed config, each in its own run dir.
+custom CNN), every run a real `cnnlab.run.training.train` run of a composed config, each in its own run dir.
 
 Results go to `<root>/results.json` after every run (atomically), and a run already in it is not repeated:
-an interrupted study picks up where it stopped. `python -m cnnlab.study --sizes 100 1000` runs it from a shell.
+an interrupted study picks up where it stopped. `cnnlab study --sizes 100 1000` runs it from a shell.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.train import train
+from cnnlab.run.training import train
 from cnnlab.utils.config import compose_config
 from cnnlab.utils.io import write_json_atomic
 from cnnlab.utils.stats import Spread, spread
 
-log = logging.getLogger("cnnlab.study")
+log = logging.getLogger("cnnlab.run.study")
 
 # One recipe per mode; only `transfer` differs between the three lite0 rows (same backbone, size, optimizer).
 MODES: dict[str, list[str]] = {
@@ -140,7 +140,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = run_study(args.root, args.sizes, args.modes, args.overrides, args.images_per_run, seeds=args.seeds)
     print(markdown_table(rows))
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ from cnnlab.utils.figures import log_x_curve
 from cnnlab.utils.io import write_json_atomic
 from cnnlab.utils.tensorboard import tensorboard_writers
 
-log = logging.getLogger("cnnlab.tuning")
+log = logging.getLogger("cnnlab.run.tuning")
 
 
 def find_lr(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,

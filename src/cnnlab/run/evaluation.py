@@ -13,16 +13,16 @@ import torch
 from omegaconf import DictConfig
 from torchvision.io import write_png
 
-from cnnlab.builders import build_datamodule, build_loggers
-from cnnlab.checkpoints import resolve_checkpoint, trained_data_config
 from cnnlab.errors import CnnlabError
-from cnnlab.inference import TestRun, load_for_inference, run_test_split
-from cnnlab.utils.cli import hydra_cli
+from cnnlab.run.builders import build_datamodule, build_loggers
+from cnnlab.run.checkpoints import resolve_checkpoint, trained_data_config
+from cnnlab.run.checks import check_eval_config
+from cnnlab.run.inference import TestRun, load_for_inference, run_test_split
 from cnnlab.utils.figures import image_grid
 from cnnlab.utils.io import write_json_atomic
 from cnnlab.utils.tensorboard import render_confusion_matrix, tensorboard_writers
 
-log = logging.getLogger("cnnlab.evaluate")
+log = logging.getLogger("cnnlab.run.evaluation")
 
 
 def classification_report(confusion: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
@@ -64,6 +64,7 @@ def _test_batches(cfg: DictConfig, model, checkpoint: Path):
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate `ckpt_path` on a test split; writes metrics.json, confusion_matrix.png and mistakes.png."""
+    check_eval_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
     model = load_for_inference(cfg)
@@ -106,9 +107,3 @@ def _mistakes_grid(run: TestRun, names: list[str]):
 def run(cfg: DictConfig) -> float:
     """Evaluate a checkpoint; returns its test accuracy."""
     return evaluate(cfg)["test/acc"]
-
-
-cli = hydra_cli("eval", run)
-
-if __name__ == "__main__":
-    cli()

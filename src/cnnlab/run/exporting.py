@@ -10,15 +10,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from cnnlab.checkpoints import resolve_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.inference import load_for_inference
 from cnnlab.models.tta import tta_logits
-from cnnlab.utils.cli import hydra_cli
+from cnnlab.run.checkpoints import resolve_checkpoint
+from cnnlab.run.checks import check_export_config
+from cnnlab.run.inference import load_for_inference
 from cnnlab.utils.io import write_json_atomic
 
-log = logging.getLogger("cnnlab.export")
-FORMATS = ("onnx", "torchscript")
+log = logging.getLogger("cnnlab.run.exporting")
 TOLERANCE = 1e-4
 
 
@@ -66,8 +65,7 @@ def export_onnx(model, path: Path) -> Any:
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     """The checkpoint as one ONNX or TorchScript file, checked to give the checkpoint's logits."""
-    if cfg.format not in FORMATS:
-        raise CnnlabError(f"format={cfg.format!r}: use one of {', '.join(FORMATS)}.")
+    check_export_config(cfg)
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
     model = load_for_inference(cfg, "cpu")
     model.preprocess.channels_last = False  # a plain layout exports to the most runtimes
@@ -90,9 +88,3 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     write_json_atomic(path.with_suffix(path.suffix + ".json"), info)
     log.info("exported %s (max |logit difference| %.1e); preprocessing in %s.json", path, max_diff, path)
     return info
-
-
-cli = hydra_cli("export", export)
-
-if __name__ == "__main__":
-    cli()

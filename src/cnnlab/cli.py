@@ -1,0 +1,390 @@
+"""`cnnlab <verb> [overrides]`: the one command. `cnnlab` lists the verbs, `cnnlab <verb> --help` shows one.
+
+Before a Hydra verb runs, its config is composed and checked here, without torch: a typo in a key, an unknown
+group option, a bad value or a missing required key is answered in about a second, with the closest names, exit
+code 2 and nothing written. Only then does the verb's work (torch, Lightning) start, through Hydra's own main.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cnnlab.commands import Verb
+from cnnlab.errors import CnnlabError
+from cnnlab.utils.cli import (
+    USER_ERROR_EXIT_CODE,
+    exit_code,
+    quiet_third_party_noise,
+    reports_user_errors,
+)
+from cnnlab.utils.config import (
+    CONF_PATH,
+    compose_for_check,
+    config_file,
+    config_keys,
+    group_options,
+    use_user_configs,
+)
+from cnnlab.utils.rundir import register_resolvers
+
+VERB_NAMES = ("train", "eval", "predict", "export", "explain", "layers", "report", "shards", "study")
+# The console scripts of 0.1, kept for one release: each says what to type instead.
+OLD_SCRIPTS = {"cnnlab-train": "train", "cnnlab-eval": "eval", "cnnlab-predict": "predict", "cnnlab-export": "export",
+               "cnnlab-explain": "explain", "cnnlab-summary": "layers", "cnnlab-summarize": "report",
+               "cnnlab-optimize": "shards"}  # fmt: skip
+# Hydra's flags that take a value, and those after which nothing runs (no check needed beyond composing).
+FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun")  # fmt: skip
+PRINT_ONLY_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc")
+TIMM_HINT = "any timm model works through model=timm model.backbone.name=<timm name>"
+MAX_SWEEP_VALUES_CHECKED = 50
+
+
+def verbs() -> dict[str, Verb]:
+    """Every verb, by name, in the order `cnnlab` lists them (their modules are light: no torch)."""
+    return {name: importlib.import_module(f"cnnlab.commands.{name}").VERB for name in VERB_NAMES}
+
+
+def package_version() -> str:
+    try:
+        return version("cnnlab")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from cnnlab import __version__  # the package's own record, when no distribution metadata exists
+
+        return __version__
+
+
+def overview() -> str:
+    """What `cnnlab` alone prints: the verbs, one line each, and where to go next."""
+    table = verbs()
+    width = max(map(len, table))
+    lines = ["usage: cnnlab <verb> [key=value ...] [--help]", "", "verbs:"]
+    lines += [f"  {name:<{width}}  {verb.summary}" for name, verb in table.items()]
+    lines += [f"  {'version':<{width}}  the installed cnnlab and its main libraries", "",
+              "cnnlab <verb> --help     what a verb does, examples, its groups and keys",
+              "cnnlab <verb> --cfg job  the composed config, without running it",
+              "docs: README.md and docs/ (docs/index.md)"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `cnnlab` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(overview())
+        return
+    if args[0] in ("version", "--version", "-V"):
+        print(f"cnnlab {package_version()} (python {sys.version.split()[0]})")
+        return
+    table = verbs()
+    if args[0] not in table:
+        close = difflib.get_close_matches(args[0], [*table, "version"], n=1)
+        hint = f" (did you mean `cnnlab {close[0]}`?)" if close else ""
+        _refuse("cnnlab", f"{args[0]!r} is not a verb{hint}. `cnnlab` lists them: {', '.join(table)}.")
+    run_verb(table[args[0]], args[1:])
+
+
+def old_script() -> None:
+    """The 0.1 console scripts (`cnnlab-train` ...): the same verb, with a note of its new name."""
+    name = Path(sys.argv[0]).name
+    verb = OLD_SCRIPTS.get(name, "train")
+    print(f"note: {name} is now `cnnlab {verb}`; the old name goes in the next release.", file=sys.stderr)
+    run_verb(verbs()[verb], sys.argv[1:])
+
+
+def run_verb(verb: Verb, args: list[str]) -> None:
+    """Check, then run `verb` with `args`; exits with 2 for a user error, 1 when part of the work failed."""
+    if verb.config is None:
+        verb.run(args)
+        return
+    if "-h" in args or "--help" in args:
+        print(verb_help(verb, [a for a in args if a not in ("-h", "--help")]))
+        return
+    overrides, flags = split_flags(args)
+    if not any(
+        f in flags
+        for f in (
+            "--info",
+            "-i",
+            "--hydra-help",
+            "--shell-completion",
+            "-sc",
+            "--config-dir",
+            "-cd",
+            "--config-path",
+            "-cp",
+            "--config-name",
+            "-cn",
+            "--experimental-rerun",
+        )
+    ):
+        try:
+            preflight(verb, overrides, values=not any(f in flags for f in PRINT_ONLY_FLAGS))
+        except CnnlabError as err:
+            _refuse(f"cnnlab {verb.name}", str(err))
+    register_resolvers()
+    quiet_third_party_noise()
+    use_user_configs()
+    sys.argv = [f"cnnlab {verb.name}", *args]
+    hydra.main(version_base="1.3", config_path=CONF_PATH, config_name=verb.config)(reports_user_errors(verb.run))()
+    if exit_code():
+        sys.exit(exit_code())
+
+
+def _refuse(prog: str, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """The overrides, and Hydra's flags with their values (`--cfg job`, `-m`)."""
+    overrides, flags, it = [], [], iter(args)
+    for arg in it:
+        if arg.startswith("-") and "=" not in arg:
+            flags.append(arg)
+            if arg in FLAGS_WITH_VALUE:
+                flags.append(next(it, ""))
+            elif arg in ("--info", "-i"):
+                pass
+        else:
+            overrides.append(arg)
+    return overrides, flags
+
+
+def preflight(verb: Verb, overrides: list[str], values: bool = True) -> None:
+    """Compose `verb`'s config with `overrides` and check every value, or raise one CnnlabError that says what to
+    type instead. A sweep (`a=1,2`) is checked value by value: a bad value in the third job fails now, not then."""
+    register_resolvers()
+    use_user_configs()
+    for variant in _sweep_variants(overrides):
+        cfg = _compose(verb, variant)
+        if values and verb.check is not None:
+            verb.check(cfg)
+
+
+def _parse(overrides: list[str]) -> list[Override]:
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        message = str(err).split("\nSee https://", 1)[0]
+        raise CnnlabError(
+            f"cannot read the override(s) {' '.join(overrides)}: {message}. Write key=value, e.g. "
+            "optimizer.lr=3e-4; quote values with spaces or brackets: 'data.mean=[0.5]'."
+        ) from None
+        # fmt: skip
+
+
+def _sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """The overrides of a single run for each value of each sweep (the other sweeps at their first value)."""
+    parsed = _parse(overrides)
+    swept = [(i, o) for i, o in enumerate(parsed) if o.is_sweep_override()]
+    if not swept:
+        return [overrides]
+    firsts = list(overrides)
+    choices: dict[int, list[str]] = {}
+    for index, override in swept:
+        values = [_as_text(v) for v in _sweep_values(override)]
+        if not values:  # an interval (Optuna's) or a glob: the sweeper picks; checked when each job starts
+            firsts[index] = None  # type: ignore[call-overload]
+            continue
+        choices[index] = values[:MAX_SWEEP_VALUES_CHECKED]
+        firsts[index] = f"{override.get_key_element()}={choices[index][0]}"
+    base = [o for o in firsts if o is not None]
+    variants = [base]
+    for index, values in choices.items():
+        key = parsed[index].get_key_element()
+        for value in values[1:]:
+            variant = [o for i, o in enumerate(firsts) if o is not None and i != index]
+            variants.append([*variant, f"{key}={value}"])
+    return variants
+
+
+def _sweep_values(override: Override) -> list:
+    try:
+        return list(override.sweep_iterator())
+    except Exception:
+        return []
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else ("null" if value is None else str(value))
+
+
+def _compose(verb: Verb, overrides: list[str]) -> DictConfig:
+    try:
+        return compose_for_check(verb.config, overrides)
+    except MissingConfigException as err:
+        raise CnnlabError(_missing_option_message(verb, err, overrides)) from None
+    except (HydraException, OmegaConfBaseException) as err:
+        raise CnnlabError(_composition_message(verb, err, overrides)) from None
+
+
+def _missing_option_message(verb: Verb, err: MissingConfigException, overrides: list[str]) -> str:
+    """`model=resnet5O`: which group, the closest options, and (for a model) that any timm name works."""
+    found = re.search(r"Could not (?:find|load) '([^']+)'", str(err))
+    path = found.group(1) if found else ""
+    group, _, option = path.rpartition("/")
+    if not group:
+        return str(err).split("\nConfig search path", 1)[0]
+    options = group_options(verb.config, group)
+    close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
+    message = f"{group}={option} is not an option of the {group} group"
+    message += f" (did you mean {' or '.join(close)}?)" if close else ""
+    message += f". Options: {', '.join(options)}" if options else f". This verb has no {group} group"
+    if group == "model":
+        message += f"; {TIMM_HINT}"
+    return message + f". Your own: conf/{group}/<name>.yaml beside where you run (docs/extending.md)."
+
+
+def _composition_message(verb: Verb, err: Exception, overrides: list[str]) -> str:
+    """A key that does not exist (`trainer.max_epoch=3`): the closest keys of its node, and how to add one."""
+    text = str(err)
+    found = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"Could not append to config\. An item "
+        r"is already at '([^']+)'",
+        text,
+    )
+    if not found or "already at" in text:
+        if found:
+            key = found.group(1)
+            return f"{key} already exists: set it with {key}=<value> (no `+`)."
+        return text.split("\nSee https://", 1)[0]
+    key = found.group(1)
+    parent, _, leaf = key.rpartition(".")
+    known = config_keys(verb.config, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], parent)
+    close = difflib.get_close_matches(leaf, known, n=3, cutoff=0.6)
+    where = f"the {parent} group" if parent else f"cnnlab {verb.name}'s config"
+    message = f"{key} is not a key of {where}"
+    message += f" (did you mean {', '.join(f'{parent}.{c}' if parent else c for c in close)}?)" if close else ""
+    if parent == "trainer":
+        message += "; any other Lightning Trainer argument can be added with +trainer.<argument>=<value>"
+    else:
+        message += f"; `cnnlab {verb.name} --help{' ' + parent.split('.')[0] if parent else ''}` lists the keys"
+    return message + "."
+
+
+def verb_help(verb: Verb, args: list[str]) -> str:
+    """`cnnlab <verb> --help [group]`: what it does, examples, its groups with their options, its keys with their
+    comments (required ones marked), where to read more. With a group: that group's keys, as composed."""
+    register_resolvers()
+    use_user_configs()
+    overrides, _ = split_flags(args)
+    groups = [o for o in overrides if "=" not in o]
+    overrides = [o for o in overrides if "=" in o]
+    if groups:
+        return _group_help(verb, groups[0], overrides)
+    doc = importlib.import_module(f"cnnlab.commands.{verb.name}").__doc__ or ""
+    lines = [f"usage: cnnlab {verb.name} [key=value ...] [group=option ...] [-m] [--cfg job]", "",
+             doc.strip().split(": ", 1)[-1], "", "examples:", *(f"  {e}" for e in verb.examples)]  # fmt: skip
+    cfg = compose_for_check(verb.config, overrides)
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    own = {g: c for g, c in choices.items() if not g.startswith("hydra") and g != "paths"}
+    if own:
+        lines += ["", "groups (group=option; `--help <group>` shows its keys):"]
+        width = max(map(len, own))
+        for group, choice in own.items():
+            options = group_options(verb.config, group)
+            shown = ", ".join(f"[{o}]" if o == choice else o for o in options)
+            lines.append(f"  {group:<{width}}  {shown}" + ("" if choice else "  (none chosen)"))
+    lines += ["", "keys:"]
+    lines += [_key_line(key, value, comment) for key, value, comment in _commented_keys(verb.config, cfg, "")]
+    lines += ["", "paths: paths.root_dir (default: where you run), paths.data_dir, paths.log_dir (runs go under it)",
+              "", f"the composed config: cnnlab {verb.name} --cfg job [overrides]", f"more: {verb.docs}"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _group_help(verb: Verb, group: str, overrides: list[str]) -> str:
+    try:
+        cfg = compose_for_check(verb.config, overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise SystemExit(f"cnnlab {verb.name}: error: {err}") from None
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    if group not in choices or group.startswith("hydra"):
+        known = [g for g in choices if not g.startswith("hydra")]
+        close = difflib.get_close_matches(group, known, n=1)
+        print(f"cnnlab {verb.name}: error: {group!r} is not a group of this verb"
+              + (f" (did you mean {close[0]}?)" if close else "") + f"; its groups: {', '.join(known)}",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(USER_ERROR_EXIT_CODE)
+    choice = choices[group]
+    options = group_options(verb.config, group)
+    lines = [f"cnnlab {verb.name} {group}=<option>: {', '.join(options)} (now: {choice})", ""]
+    if choice is None:
+        return "\n".join([*lines, f"none chosen; e.g. `cnnlab {verb.name} {group}={options[0]} --help {group}`"])
+    lines.append(f"keys of {group}={choice} (conf/{group}/{choice}.yaml), as composed:")
+    lines += [_key_line(k, v, c) for k, v, c in _commented_keys(f"{group}/{choice}", cfg, group)]
+    return "\n".join(lines)
+
+
+def _key_line(key: str, value: object, comment: str) -> str:
+    shown = "(required)" if comment.lower().startswith("required") else OmegaConf.to_yaml({"v": value})[3:].strip()
+    return f"  {key} = {shown}" + (f"    # {comment}" if comment else "")
+
+
+def _commented_keys(config: str, cfg: DictConfig, node: str) -> list[tuple[str, object, str]]:
+    """(dotted key, composed value, the comment beside it in the YAML file) of each key that file sets."""
+    rows = []
+    for key, comment in yaml_comments(config).items():
+        full = f"{node}.{key}" if node else key
+        if full.split(".")[0] in ("defaults", "hydra"):
+            continue
+        value = OmegaConf.select(cfg, full, default=None, throw_on_resolution_failure=False)
+        if OmegaConf.is_config(value):
+            continue
+        rows.append((full, value, comment))
+    return rows
+
+
+KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<rest>.*)$")
+
+
+def yaml_comments(config: str) -> dict[str, str]:
+    """The keys of `conf/<config>.yaml` (dotted when nested) and the comment that follows each, continuation lines
+    included: what `--help` shows. Read from the file a user would open (theirs first, then cnnlab's)."""
+    path = config_file(config)
+    if path is None:
+        return {}
+    comments: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    last = None
+    for line in path.read_text().splitlines():
+        match = KEY_LINE.match(line)
+        if match:
+            indent = len(match["indent"])
+            stack = [(i, k) for i, k in stack if i < indent]
+            key = ".".join([*(k for _, k in stack), match["key"]])
+            stack.append((indent, match["key"]))
+            comment = _comment_of(match["rest"])
+            comments[key] = comment
+            last = key
+        elif line.strip().startswith("#") and last and line.startswith(" "):
+            comments[last] = (comments[last] + " " + line.strip().lstrip("#").strip()).strip()
+        else:
+            last = None if not line.strip() or not line.startswith(" ") else last
+    return comments
+
+
+def _comment_of(rest: str) -> str:
+    """The `# ...` part of a YAML value, ignoring a `#` inside quotes or braces (`${now:%H}` has none)."""
+    quote = None
+    for i, char in enumerate(rest):
+        if char in "'\"" and quote in (None, char):
+            quote = None if quote == char else char
+        elif char == "#" and quote is None and (i == 0 or rest[i - 1] in " \t"):
+            return rest[i + 1 :].strip()
+    return ""
