@@ -26,5 +26,5 @@ VERB = Verb(
     run=run,
     config="explain",
     check=check_explain_config,
-    docs="docs/inspect.md",
+    docs="docs/apply.md",
 )

@@ -26,5 +26,5 @@ VERB = Verb(
     run=run,
     config="layers",
     check=check_layers_config,
-    docs="docs/inspect.md",
+    docs="docs/apply.md",
 )
