@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data train test test-fast lint format tensorboard clean wheel-check
+.PHONY: install data train test test-fast lint format tensorboard clean wheel-check docs
 
 $(VENV)/.installed: pyproject.toml
 	@# Stock Debian/Ubuntu Python has no venv module until python3-venv is installed.
@@ -26,7 +26,7 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist, where apt is availa
 	else echo "no apt-get: put the Fashion-MNIST IDX files in data/FashionMNIST/raw/ or add data.download=true"; fi
 
 train: install  ## the main job; pass overrides with ARGS="model=... data=..."
-	$(BIN)/cnnlab-train $(ARGS)
+	$(BIN)/cnnlab train $(ARGS)
 
 test: install  ## the whole suite, slow tests included (what CI runs); prints the 30 slowest tests
 	$(BIN)/pytest -q --durations=30
@@ -35,20 +35,23 @@ test-fast: install  ## skip the `slow` tests: the notebooks and the wheel-in-a-f
 	$(BIN)/pytest -q -m "not slow"
 
 lint:  ## ruff, and the layer contracts (import-linter, see pyproject.toml)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/lint-imports
 
+docs:  ## the docs site, strictly: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
 format:
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks docs
+	$(BIN)/ruff format src tests benchmarks docs
 
 wheel-check:  ## build the wheel, install it with its dependencies into a fresh venv, train a few batches elsewhere
 	rm -rf build/wheel-check && mkdir -p build/wheel-check
 	$(BIN)/pip wheel . --no-deps -q -w build/wheel-check
 	$(PYTHON) -m venv build/wheel-check/venv
 	build/wheel-check/venv/bin/pip install -q build/wheel-check/cnnlab-*.whl
-	cd "$$(mktemp -d)" && $(CURDIR)/build/wheel-check/venv/bin/cnnlab-train data=digits model.backbone.padding=1 \
+	cd "$$(mktemp -d)" && $(CURDIR)/build/wheel-check/venv/bin/cnnlab train data=digits model.backbone.padding=1 \
 		trainer.max_epochs=1 callbacks.progress_bar.refresh_rate=0 && test -f outputs/runs/*/*_train/metrics.json
 
 tensorboard:

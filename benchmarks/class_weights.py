@@ -1,11 +1,11 @@
 """Class weights on an imbalanced Fashion-MNIST: two classes cut to a few percent of their training images, the test
-set left balanced, one `cnnlab-train` run with `model.class_weights=balanced` and one without (same seed). Prints
+set left balanced, one `cnnlab train` run with `model.class_weights=balanced` and one without (same seed). Prints
 each class's test recall and the overall accuracy and macro recall of both (README, "When to use class weights").
 
     python -m benchmarks.class_weights [--rare 2,6] [--keep 0.05] [--out benchmarks/results/class_weights]
 
 The imbalanced data is a DataModule of this file (`ImbalancedFashion`), named by `data._target_` - the way a user's
-own DataModule plugs into cnnlab-train.
+own DataModule plugs into `cnnlab train`.
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig
 
-from cnnlab.utils.config import compose_config
+import cnnlab
 
 
 def compose_train(*overrides: str, out: str | None = None) -> DictConfig:
-    """conf/train.yaml as the CLI would compose it, writing into a temporary run dir."""
-    return compose_config(overrides, output_dir=out, root_dir=Path.cwd())
+    """conf/train.yaml as the CLI would compose it, writing into `out` (a temporary run dir when None)."""
+    return cnnlab.compose(*overrides, output_dir=out, root_dir=Path.cwd())
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -38,7 +38,7 @@ def run_timed(command: list[str], env: dict[str, str] | None = None) -> tuple[fl
 
 
 def run_cnnlab(run_dir: Path, *overrides: str) -> tuple[float, dict]:
-    """A whole `cnnlab-train` process writing into `run_dir`: its wall seconds and its metrics.json."""
+    """A whole `cnnlab train` process writing into `run_dir`: its wall seconds and its metrics.json."""
     elapsed, _ = run_timed([sys.executable, "-m", "cnnlab", "train", f"hydra.run.dir={run_dir}", *overrides])
     return elapsed, json.loads((Path(run_dir) / "metrics.json").read_text())
 

@@ -1,7 +1,7 @@
 """The same 20,000 Fashion-MNIST training images stored three ways, one training epoch of the seed CNN each, side by
 side in one run: (a) a PNG image folder decoded per batch (data=image_folder, cache_max_gb=0), (b) LitData shards
 (data=streaming), (c) the in-memory uint8 tensor (data=fashion_mnist). Also the one-time costs: writing the PNGs and
-cnnlab-optimize. Prints images/s and the ratios to the in-memory route.
+`cnnlab shards`. Prints images/s and the ratios to the in-memory route.
 
     python -m benchmarks.data_routes [--images 20000] [--workers 2]
 """
@@ -16,11 +16,10 @@ from pathlib import Path
 import lightning as L
 from PIL import Image
 
+import cnnlab
 from benchmarks.common import compose_train
 from cnnlab.data import FashionMNISTDataModule
 from cnnlab.run.sharding import optimize
-from cnnlab.run.training import train
-from cnnlab.utils.config import compose_config
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -39,7 +38,7 @@ def epoch_seconds(*overrides: str, out: Path) -> float:
     timer = EpochTimer()
     cfg = compose_train(*overrides, "trainer.max_epochs=1", "trainer.limit_val_batches=0", "test=false", "logger=none",
                         "callbacks.progress_bar.refresh_rate=0", out=str(out))  # fmt: skip
-    train(cfg, extra_callbacks=[timer])
+    cnnlab.train(cfg, callbacks=[timer])
     return timer.seconds
 
 
@@ -59,8 +58,8 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
     png_write = time.perf_counter() - started
-    cfg = compose_config([*subset, f"output_dir={work / 'shards'}", f"num_workers={args.workers}"],
-                         output_dir=work / "opt", root_dir=work, config_name="shards")  # fmt: skip
+    cfg = cnnlab.compose(*subset, f"output_dir={work / 'shards'}", f"num_workers={args.workers}",
+                         config="shards", output_dir=work / "opt", root_dir=work)  # fmt: skip
     optimize_s = optimize(cfg)["duration_s"]
 
     routes = {
@@ -77,7 +76,7 @@ def main() -> None:
     for name, seconds in routes.items():
         print(f"| {name} | {seconds:.1f} | {args.images / seconds:,.0f} | {seconds / base:.2f}x the time |")
     print(
-        f"one-time: writing the PNGs {png_write:.1f} s; cnnlab-optimize (all three splits, "
+        f"one-time: writing the PNGs {png_write:.1f} s; `cnnlab shards` (all three splits, "
         f"{args.workers} workers) {optimize_s:.1f} s"
     )
 

@@ -1,4 +1,4 @@
-"""`experiment=fashion_cnn_fast` vs `experiment=seed_fashion`: whole `cnnlab-train` processes, alternating, on
+"""`experiment=fashion_cnn_fast` vs `experiment=seed_fashion`: whole `cnnlab train` processes, alternating, on
 this machine. Prints both test accuracies and the wall-time ratio (issue 8: >= 0.925, ratio <= 1.5).
 
     python -m benchmarks.fast_recipe --rounds 2 [--fast mnist_cnn_fast --seed seed_mnist paths.data_dir=...]

@@ -13,8 +13,8 @@ import argparse
 import tempfile
 import time
 
+import cnnlab
 from benchmarks.common import compose_train, report
-from cnnlab.run.training import train
 
 
 def run(epochs: int, train_size: int, cached: bool) -> tuple[float, dict]:
@@ -29,7 +29,7 @@ def run(epochs: int, train_size: int, cached: bool) -> tuple[float, dict]:
     cfg = compose_train(*overrides)
     cfg.paths.cache_dir = tempfile.mkdtemp(prefix="cnnlab-cache-")
     start = time.perf_counter()
-    summary = train(cfg)
+    summary = cnnlab.train(cfg)
     return time.perf_counter() - start, summary
 
 

@@ -23,9 +23,9 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
+import cnnlab
 from benchmarks.common import EpochTimer, compose_train
 from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, fit_usual, torchvision_root
-from cnnlab.run.training import train
 
 
 class TestAccuracyAfterEachEpoch(L.Callback):
@@ -73,8 +73,8 @@ def sync_audit(overrides: list[str]) -> dict:
     """The fast recipe as users run it (default callbacks, CSV logger): host syncs per training step."""
     audit = SyncAudit()
     with tempfile.TemporaryDirectory() as out:
-        train(compose_train(*overrides, "trainer.max_epochs=1", "trainer.limit_train_batches=200",
-                            "trainer.limit_val_batches=2", out=out), extra_callbacks=[audit])  # fmt: skip
+        cnnlab.train(compose_train(*overrides, "trainer.max_epochs=1", "trainer.limit_train_batches=200",
+                                   "trainer.limit_val_batches=2", out=out), callbacks=[audit])  # fmt: skip
     return {"steps": audit.steps, "host_syncs": sum(audit.syncs.values()), "by_line": dict(audit.syncs)}
 
 
@@ -92,7 +92,7 @@ def cnnlab_run(overrides: list[str], test: tuple[torch.Tensor, torch.Tensor] | N
     if tracker:
         callbacks.append(tracker)
     start = time.perf_counter()
-    train(compose_train(*overrides), extra_callbacks=callbacks)
+    cnnlab.train(compose_train(*overrides), callbacks=callbacks)
     return _result(timer, tracker, time.perf_counter() - start)
 
 

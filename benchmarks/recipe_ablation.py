@@ -1,5 +1,5 @@
 """The ablation of `experiment=fashion_cnn_long`: the recipe, then each of its tools removed in turn, the tools it
-leaves out added in turn, and the fast recipe - whole `cnnlab-train` processes on this machine, same seed - with test
+leaves out added in turn, and the fast recipe - whole `cnnlab train` processes on this machine, same seed - with test
 accuracy and wall time per row (README, "Training recipes").
 
 Removing test-time augmentation does not change training, so that row re-tests the recipe run's own best checkpoint
@@ -15,8 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
+import cnnlab
 from benchmarks.common import run_cnnlab
-from cnnlab.run.checkpoints import load_classifier, trained_data_config
+from cnnlab.run.checkpoints import trained_data_config
 from cnnlab.run.inference import run_test_split
 from cnnlab.utils.config import build
 
@@ -53,7 +54,7 @@ RETESTS = {  # rows measured on the recipe run's best checkpoint: (what, tta)
 
 def retest(checkpoint: Path, tta: str) -> float:
     """Test accuracy of the checkpoint with the given TTA."""
-    model = load_classifier(checkpoint, "cpu")
+    model = cnnlab.load_classifier(checkpoint, "cpu")
     model.tta = tta
     datamodule = build(trained_data_config(model, checkpoint))
     datamodule.setup("test")

@@ -1,4 +1,4 @@
-"""The recipes' accuracy targets, each a whole `cnnlab-train` process on the full dataset; prints each test
+"""The recipes' accuracy targets, each a whole `cnnlab train` process on the full dataset; prints each test
 accuracy against its target as a ratio (>= 1.000 meets it). These left the test suite (minutes each): the suite
 keeps a short smoke run of every recipe (tests/test_train.py).
 

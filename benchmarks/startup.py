@@ -1,4 +1,4 @@
-"""What `cnnlab-train` costs before its first training step: imports, config composition, data loading,
+"""What `cnnlab train` costs before its first training step: imports, config composition, data loading,
 model building - each timed in a fresh interpreter - and the whole CLI for a one-step run.
 
     python -m benchmarks.startup [--rounds 3]
@@ -64,7 +64,7 @@ def main() -> None:
         print(f"  {name}: {statistics.median(values):.2f}")
     total = sum(statistics.median(v) for v in phases.values())
     print(f"  sum to a built model: {total:.2f}")
-    print(f"cnnlab-train experiment=seed_fashion, one training step (whole process): {statistics.median(cli):.2f}")
+    print(f"cnnlab train experiment=seed_fashion, one training step (whole process): {statistics.median(cli):.2f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 # Usage (repo root): OUT=/some/dir bash benchmarks/study_gpu.sh
 set -u
 source benchmarks/gpu_env.sh
-python3 -m cnnlab.run.study --root "$OUT/study" trainer=gpu paths.data_dir=${DATA_DIR:-.gpudata} logger=csv \
+python3 -m cnnlab study --root "$OUT/study" trainer=gpu paths.data_dir=${DATA_DIR:-.gpudata} logger=csv \
   > "$OUT/study.log" 2>&1
 status=$?
 grep -E "^study:|^\|" "$OUT/study.log" | tail -40

@@ -40,9 +40,10 @@ def main() -> None:
         sys.exit("no Chromium: apt-get install chromium")
     args.out.mkdir(parents=True, exist_ok=True)
     sweep = args.out / "sweep"
-    subprocess.run([sys.executable, "-m", "cnnlab", "train", "-m", "optimizer.lr=0.001,0.003", "seed=1,2", "data=digits",
-                    "model.backbone.padding=1", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0",
-                    f"hydra.sweep.dir={sweep}"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "cnnlab", "train", "-m", "optimizer.lr=0.001,0.003", "seed=1,2",
+                    "data=digits", "model.backbone.padding=1", "trainer.max_epochs=2",
+                    "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}"],
+                   check=True, capture_output=True)  # fmt: skip
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1",
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -7,11 +7,11 @@ source benchmarks/gpu_env.sh
 status=0
 for experiment in lite0_frozen lite0_finetune lite0_scratch; do
   start=$(date +%s)
-  python3 -m cnnlab.run.training experiment=$experiment data.train_size=null trainer=gpu \
+  python3 -m cnnlab train experiment=$experiment data.train_size=null trainer=gpu \
     paths.data_dir=${DATA_DIR:-.gpudata} logger=csv callbacks.progress_bar.refresh_rate=0 \
     hydra.run.dir=/tmp/runs/$experiment > "$OUT/$experiment.log" 2>&1 || status=1
   echo "$experiment: $(( $(date +%s) - start )) s wall"
   cp /tmp/runs/$experiment/metrics.json "$OUT/$experiment.json" 2>/dev/null
-  grep -E "metrics:|error|Error" "$OUT/$experiment.log" | tail -3
+  grep -E -A9 "final metrics:|error|Error" "$OUT/$experiment.log" | tail -10
 done
 exit $status

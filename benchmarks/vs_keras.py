@@ -1,7 +1,7 @@
 """cnnlab's seed recipe vs the seed's own Keras script, whole processes, same Fashion-MNIST arrays.
 
 Each round runs, one after the other, `python benchmarks/keras_seed.py` (tensorflow-cpu: the `bench` extra)
-and `cnnlab-train experiment=seed_fashion` with the same number of epochs, and times each process from start
+and `cnnlab train experiment=seed_fashion` with the same number of epochs, and times each process from start
 to exit (imports, data loading, training, validation, test). Rounds alternate A/B so a noisy machine hurts
 both alike; the medians' ratio is printed (target: cnnlab / Keras <= 0.8), with both test accuracies.
 

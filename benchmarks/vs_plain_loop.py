@@ -15,9 +15,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+import cnnlab
 from benchmarks.common import EpochTimer, compose_train, report
 from cnnlab.run.builders import build_model
-from cnnlab.run.training import train
 
 
 def plain_loop(cfg, datamodule, epochs: int) -> list[float]:
@@ -52,17 +52,17 @@ def main() -> None:
     cfg = compose_train(*overrides)
     datamodule = __import__("hydra").utils.instantiate(cfg.data)
     datamodule.setup()
-    plain, cnnlab = [], []
+    plain, ours = [], []
     for _ in range(args.rounds):
         plain += plain_loop(cfg, datamodule, args.epochs)
         timer = EpochTimer()
         cfg = compose_train(*overrides)
-        train(cfg, extra_callbacks=[timer])
-        cnnlab += timer.times
+        cnnlab.train(cfg, callbacks=[timer])
+        ours += timer.times
     print(
         f"seed recipe ({args.experiment}), train epoch time, {args.rounds} alternating rounds of {args.epochs} epochs"
     )
-    report("cnnlab", cnnlab, "plain loop", plain)
+    report("cnnlab", ours, "plain loop", plain)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 
+import cnnlab
 from benchmarks.common import EpochTimer, compose_train, report
 from benchmarks.torchvision_pipeline import TorchvisionFashionMNIST, fit_usual, torchvision_root
-from cnnlab.run.training import train
 
 
 def usual_pipeline(cfg, info, root: Path, workers: int) -> list[float]:
@@ -46,15 +46,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = torchvision_root([Path(cfg.data.data_dir) / "FashionMNIST" / "raw",
                                  *map(Path, cfg.data.system_dirs)], Path(scratch))  # fmt: skip
-        usual, cnnlab = [], []
+        usual, ours = [], []
         for _ in range(args.rounds):
             usual += usual_pipeline(cfg, datamodule.info, root, args.workers)
             timer = EpochTimer()
-            train(compose_train(*overrides), extra_callbacks=[timer])
-            cnnlab += timer.times
+            cnnlab.train(compose_train(*overrides), callbacks=[timer])
+            ours += timer.times
     print(f"{args.experiment}: train epoch time, {args.rounds} alternating rounds of {args.epochs} epochs, "
           f"usual pipeline with {args.workers} workers")  # fmt: skip
-    report("usual torchvision + DataLoader", usual, "cnnlab in-memory", cnnlab)
+    report("usual torchvision + DataLoader", usual, "cnnlab in-memory", ours)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Applying a trained model: cnnlab-eval, cnnlab-predict on image files, data=image_folder, export."""
+"""Applying a trained model: cnnlab eval, cnnlab predict on image files, data=image_folder, export."""
 
 import json
 import os
@@ -123,9 +123,9 @@ def test_predict_cli_reports_bad_files_and_exits_non_zero(tmp_path, trained):
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + 7 and sum(",ok," in r for r in rows) == 5
     json_out = tmp_path / "preds.json"
-    folder_run = subprocess.run([sys.executable, "-m", "cnnlab", "predict", f"ckpt_path={checkpoint}", f"inputs={folder}",
-                                 f"output={json_out}"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=300)  # fmt: skip
+    folder_run = subprocess.run([sys.executable, "-m", "cnnlab", "predict", f"ckpt_path={checkpoint}",
+                                 f"inputs={folder}", f"output={json_out}"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
     assert len(json.loads(json_out.read_text())["predictions"]) == 5
     # A folder's notes.txt is not an image by its extension: named once as skipped, not counted as a failure.
     assert "skipped 1 file(s) that are not images by their extension" in folder_run.stdout + folder_run.stderr
@@ -218,7 +218,7 @@ def test_export_round_trip(tmp_path, trained, fmt):
 
 
 def test_eval_reports_the_same_loss_as_the_training_run(digits_run, tmp_path):
-    """One loss: the digits run smooths its labels (0.1), and cnnlab-eval's test/loss is that smoothed loss."""
+    """One loss: the digits run smooths its labels (0.1), and cnnlab eval's test/loss is that smoothed loss."""
     summary, _ = digits_run
     report = evaluate(compose_config("eval", [f"ckpt_path={summary['best_checkpoint']}"], tmp_path, tmp_path / "eval"))
     assert report["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-6)

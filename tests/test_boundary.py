@@ -23,7 +23,8 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.run.builders import build_callbacks
-from cnnlab.run.callbacks import DivergenceGuard, Resumable
+from cnnlab.run.callbacks.divergence import DivergenceGuard
+from cnnlab.run.callbacks.resumable import Resumable
 from cnnlab.run.checkpoints import load_classifier, project_modules, read_checkpoint
 from cnnlab.run.evaluation import evaluate
 from cnnlab.run.explaining import explain_images
@@ -372,7 +373,7 @@ def test_export_writes_into_its_own_run_dir_not_beside_anothers_checkpoint(tmp_p
 def test_a_sweep_dir_is_read_inside_itself_and_its_summary_cells_are_safe(tmp_path):
     """A shared sweep dir: a job's metrics.json that links out of it, or is a FIFO, is refused naming it (no hang,
     nothing of the outside file shown); a job's error text that starts like a formula is escaped in summary.csv."""
-    from cnnlab.run.sweeps import write_summary
+    from cnnlab.run.sweeps.report import write_summary
 
     sweep = tmp_path / "sweep"
     for n, lr in enumerate(("0.1", "0.2")):
@@ -396,7 +397,7 @@ def test_a_sweep_dir_is_read_inside_itself_and_its_summary_cells_are_safe(tmp_pa
     assert "0.123456" not in (sweep / "summary.csv").read_text()
     result = subprocess.run([sys.executable, "-m", "cnnlab", "report", str(sweep)], capture_output=True, text=True,
                             timeout=60)  # fmt: skip
-    assert result.returncode == 2 and result.stdout.startswith(f"cnnlab-summarize: {metrics} cannot be read")
+    assert result.returncode == 2 and result.stderr.startswith(f"cnnlab report: error: {metrics} cannot be read")
     metrics.unlink()
     os.mkfifo(metrics)  # never opened: a plain read would block here for ever
     rows = {row["job"]: row for row in write_summary(sweep, "val/acc_best")}

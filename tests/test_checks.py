@@ -7,15 +7,15 @@ import pytest
 
 from cnnlab.data.checks import check_augment, check_data
 from cnnlab.errors import Problems
-from cnnlab.models.checks import check_model, image_size_pair
-from cnnlab.models.cnn import feature_map_side
-from cnnlab.models.optimization import check_optimizer
+from cnnlab.models.checks import check_model, check_optimizer, feature_map_side, image_size_pair
 from cnnlab.models.schedules import check_scheduler
 from cnnlab.run.checks import check_callbacks, check_trainer, check_tune
+from cnnlab.run.machine_checks import check_backbone_name
 
 CNN = {"_target_": "cnnlab.models.cnn.SeedCNN", "widths": [32, 64], "kernel_size": 3, "padding": 0}
 EMA = {"_target_": "cnnlab.run.callbacks.EMA", "decay": 0.999}
 TIMM = {"_target_": "cnnlab.models.backbones.TimmBackbone", "name": "resnet18", "in_chans_mode": "repeat"}
+TIMM_TYPO = {**TIMM, "name": "resnet_18"}
 CASES = [
     (check_data, {"batch_size": 0}, r"data.batch_size=0: an integer >= 1"),
     (check_data, {"val_fraction": 1.0}, r"data.val_fraction=1.0: a number in \(0, 1\)"),
@@ -30,7 +30,8 @@ CASES = [
     (check_augment, {"hflp": True}, r"data.augment.hflp=True: one of the keys translate, hflip"),
     (check_model, {"backbone": {**CNN, "widths": []}}, r"model.backbone.widths=\[\]: a non-empty list"),
     (check_model, {"backbone": CNN, "image_size": 5}, r"model.image_size=5 is too small for the CNN's 2 conv"),
-    (check_model, {"backbone": {**TIMM, "name": "resnet_18"}}, r"'resnet_18' is not a timm model. Closest: resnet18"),
+    (check_model, {"backbone": {**TIMM, "name": None}}, r"model.backbone.name=None: a timm model name"),
+    (check_backbone_name, {"backbone": TIMM_TYPO}, r"'resnet_18' is not a timm model. Closest: resnet18"),
     (check_model, {"backbone": {**TIMM, "in_chans_mode": "sum"}}, r"in_chans_mode='sum': one of repeat, adapt"),
     (check_model, {"backbone": TIMM, "image_size": [16, 64]}, r"model.image_size=\[16, 64\] is too small for a timm"),
     (check_model, {"image_size": [0, 3]}, r"model.image_size=\[0, 3\]: null \(the data's size\)"),
@@ -100,3 +101,11 @@ def test_cnn_size_arithmetic():
     assert feature_map_side(8, 3, 0, 2) == 0
     assert feature_map_side(28, 3, 0, 2, convs=2) == 4  # 28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4
     assert image_size_pair(28) == [28, 28] and image_size_pair([32, 48]) == [32, 48] and image_size_pair(0) is None
+
+
+def test_a_timm_name_waits_for_timm_the_rest_of_the_backbone_does_not():
+    """Only importing timm (and torch) tells its models, so the name is checked once the work has started
+    (`cnnlab.run.machine_checks`); the config rules, which run before, let any name string through."""
+    problems = Problems()
+    check_model({"backbone": TIMM_TYPO}, problems)
+    assert problems.items == []

@@ -12,8 +12,10 @@ from cnnlab.data import DigitsDataModule
 from cnnlab.errors import Problems
 from cnnlab.models.optimization import optimizer_arguments
 from cnnlab.run.builders import SAFETY_CALLBACKS, build_callbacks, build_loggers, build_model, build_trainer
-from cnnlab.run.callbacks import DivergenceGuard, Resumable
+from cnnlab.run.callbacks.divergence import DivergenceGuard
+from cnnlab.run.callbacks.resumable import Resumable
 from cnnlab.run.checks import check_train_config, check_trainer
+from cnnlab.run.machine_checks import check_hardware
 from cnnlab.transfer.policy import TransferConfig
 from cnnlab.utils.config import build, conf_dir, resolved_config
 
@@ -65,6 +67,7 @@ def build_option(cfg, group: str, option: str, info, tmp_path: Path) -> None:
     elif group == "trainer":
         problems = Problems()
         check_trainer(resolved_config(cfg)["trainer"], problems)
+        check_hardware(resolved_config(cfg)["trainer"], problems)
         if option in GPU_ONLY and not torch.cuda.is_available():
             assert any("has none available" in p for p in problems.items), problems.items
             cfg.trainer.accelerator = "cpu"

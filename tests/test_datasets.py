@@ -242,7 +242,7 @@ def digests(images: torch.Tensor, labels: torch.Tensor) -> collections.Counter:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, fashion_dir) -> tuple[Path, dict]:
-    """cnnlab-optimize of a 400-image Fashion-MNIST training subset (its val and test splits too)."""
+    """cnnlab shards of a 400-image Fashion-MNIST training subset (its val and test splits too)."""
     work = tmp_path_factory.mktemp("shards")
     cfg = compose_config("shards", [*SHARDED, f"output_dir={work / 'shards'}", "num_workers=1"], work, work / "run")
     return work / "shards", write_dataset_shards(cfg)
@@ -306,7 +306,7 @@ def test_sigterm_mid_epoch_then_resume_streams_exactly_like_an_uninterrupted_run
 
 
 def test_streaming_needs_its_shards(tmp_path):
-    with pytest.raises(CnnlabError, match=r"holds no readable cnnlab\.json.*cnnlab-optimize data="):
+    with pytest.raises(CnnlabError, match=r"holds no readable cnnlab\.json.*cnnlab shards data="):
         StreamingDataModule(input_dir=str(tmp_path)).info  # noqa: B018
     with pytest.raises(CnnlabError, match=r"data\.input_dir=.*required"):
         StreamingDataModule(input_dir="???")

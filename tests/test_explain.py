@@ -1,4 +1,4 @@
-"""cnnlab-explain: class activation maps on real Fashion-MNIST models (the seed CNN and a fine-tuned lite0 with its
+"""cnnlab explain: class activation maps on real Fashion-MNIST models (the seed CNN and a fine-tuned lite0 with its
 real ImageNet weights), the target layer of every backbone family, the sanity check, feature maps and filters."""
 
 import json
@@ -243,8 +243,8 @@ def test_targets_true_and_by_name(tmp_path, fashion_run):
 
 def test_bad_explain_values_are_listed_in_one_message(tmp_path, fashion_run):
     with pytest.raises(CnnlabError) as err:
-        explain_images(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "method=gradcamm", "what=both",
-                            "top_k=0", "sanity=maybe"))  # fmt: skip
+        explain_images(explain_cfg(tmp_path, f"ckpt_path={fashion_run[1]}", "inputs=x.png", "method=gradcamm",
+                                   "what=both", "top_k=0", "sanity=maybe"))  # fmt: skip
     message = str(err.value)
     assert "nothing was run" in message and "method='gradcamm'" in message and "gradcam++" in message
     assert "what='both'" in message and "top_k=0" in message and "sanity='maybe'" in message

@@ -456,8 +456,8 @@ def test_ddp_goes_on_when_a_ranks_whole_batch_is_refused(tmp_path, fashion):
             "model.backbone.widths=[4,8]", "logger=none", "callbacks.progress_bar.refresh_rate=0",
             f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", *args], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=240)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=240)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not an image in a format cnnlab reads" in result.stdout + result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -54,7 +54,7 @@ def bytes_item(images: list[bytes], labels: dict[int, int], index: int) -> dict:
 
 
 def write_split(folder: Path, fn, count: int) -> None:
-    """One split written by LitData itself, as cnnlab-optimize would (one worker, one chunk)."""
+    """One split written by LitData itself, as cnnlab shards would (one worker, one chunk)."""
     shutil.rmtree(folder, ignore_errors=True)
     litdata_optimize(fn=fn, inputs=list(range(count)), output_dir=str(folder), chunk_bytes="64MB", num_workers=1,
                      mode="overwrite", verbose=False, start_method="fork")  # fmt: skip
@@ -104,7 +104,7 @@ def test_a_pickled_field_is_refused_by_name_and_its_payload_never_runs(copy_of, 
     message = str(err.value)
     assert f"{copy_of / 'train' / INDEX} was refused" in message
     assert "config.data_format=['int', 'pickle', 'int']" in message and "['int', 'bytes', 'int']" in message
-    assert "Nothing in the folder was decoded or run" in message and "cnnlab-optimize" in message
+    assert "Nothing in the folder was decoded or run" in message and "cnnlab shards" in message
     assert not marker.exists()
 
 
@@ -120,7 +120,7 @@ def test_the_dataset_itself_refuses_a_pickled_field_should_the_index_change_afte
 
 
 def test_evaluating_a_checkpoint_whose_stored_shards_turned_hostile_runs_nothing(copy_of, tmp_path):
-    """cnnlab-eval rebuilds the checkpoint's data from its stored data=streaming config: the same check applies."""
+    """cnnlab eval rebuilds the checkpoint's data from its stored data=streaming config: the same check applies."""
     summary = train(train_cfg(copy_of, tmp_path, "test=false"))
     marker = tmp_path / "pwned"
     write_split(copy_of / "test", functools.partial(pickled_item, marker), 40)

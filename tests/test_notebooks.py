@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cnnlab.run.study import MODES, SIZES, cells
+from cnnlab.run.study_plan import MODES, SIZES, cells
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_quickstart", "02_transfer_study", "03_sweeps", "04_inside_the_cnn")

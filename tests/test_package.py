@@ -69,8 +69,8 @@ def test_the_wheel_holds_the_configs_and_the_plugin(installed):
 def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(installed, tmp_path):
     project = shutil.copytree(USER_PROJECT, tmp_path / "project", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", USER_CONF_ENV, "CNNLAB_ROOT")}
-    trained = run([installed / "cnnlab-train", "experiment=my_run", "callbacks.progress_bar.refresh_rate=0"], project,
-                  env)  # fmt: skip
+    trained = run([installed / "cnnlab", "train", "experiment=my_run", "callbacks.progress_bar.refresh_rate=0"],
+                  project, env)  # fmt: skip
     run_dir = next((project / "outputs" / "runs").glob("*/*_my_run"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/acc"] >= 0.9, trained.stderr[-2000:]
@@ -79,7 +79,7 @@ def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(in
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["cnnlab"]["model_class"] == "my_project.nets.MyClassifier"
 
-    run([installed / "cnnlab-eval", f"ckpt_path={checkpoint}", "hydra.run.dir=eval"], project, env)
+    run([installed / "cnnlab", "eval", f"ckpt_path={checkpoint}", "hydra.run.dir=eval"], project, env)
     report = json.loads((project / "eval" / "metrics.json").read_text())
     assert report["test/acc"] == pytest.approx(metrics["test/acc"]) and report["data"] == "patterns"
     assert report["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)  # the user's own loss, both times
@@ -92,24 +92,26 @@ def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(in
     images, labels = patterns(6, 16, seed=7)
     for i, image in enumerate(images):
         Image.fromarray(image[0].numpy()).save(project / f"pattern{i}.png")
-    out = run([installed / "cnnlab-predict", f"ckpt_path={checkpoint}", "inputs=pattern*.png", "hydra.run.dir=pred"],
+    out = run([installed / "cnnlab", "predict", f"ckpt_path={checkpoint}", "inputs=pattern*.png", "hydra.run.dir=pred"],
               project, env).stdout  # fmt: skip
     predicted = [line.split(": ")[1].rsplit(" ", 1)[0].split("  ")[0] for line in out.splitlines() if ".png: " in line]
     predicted = [p.rsplit(" ", 1)[0] for p in predicted]
     assert predicted == [CLASSES[i] for i in labels.tolist()]
 
-    run([installed / "cnnlab-export", f"ckpt_path={checkpoint}", "format=torchscript", "hydra.run.dir=export"],
+    run([installed / "cnnlab", "export", f"ckpt_path={checkpoint}", "format=torchscript", "hydra.run.dir=export"],
         project, env)  # fmt: skip
     assert (project / "export" / checkpoint.with_suffix(".pt").name).is_file()  # in the export's own run dir
 
     # Looking inside the user's own backbone: its last conv is where the maps are computed; the sanity check
     # randomizes its layers one by one (it has no `stages()`).
-    run([installed / "cnnlab-explain", f"ckpt_path={checkpoint}", "inputs=pattern*.png", "sanity=true",
+    run([installed / "cnnlab", "explain", f"ckpt_path={checkpoint}", "inputs=pattern*.png", "sanity=true",
          "hydra.run.dir=explain"], project, env)  # fmt: skip
     explained = json.loads((project / "explain" / "explain.json").read_text())
     assert len(explained["files"]) == 6 and explained["layer"] == "backbone.features.3"
     assert [step["randomized"].split(" (")[0] for step in explained["sanity"]] == ["head", "stage 2/2", "stage 1/2"]
-    run([installed / "cnnlab-summary", "experiment=my_run", "hydra.run.dir=summary"], project, env)
+    # The 0.1 name still works for one release (cnnlab-summary is now `cnnlab layers`) and says the new one.
+    old = run([installed / "cnnlab-summary", "experiment=my_run", "hydra.run.dir=summary"], project, env)
+    assert "cnnlab-summary is now `cnnlab layers`" in old.stderr
     summarized = json.loads((project / "summary" / "model_summary.json").read_text())
     assert summarized["params"] == metrics["params"]["total"] and summarized["macs"] == metrics["params"]["macs"]
 

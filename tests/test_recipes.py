@@ -259,7 +259,7 @@ def test_tta_logits_differ_and_eval_predict_export_use_them(ema_tta_run, tmp_pat
     cfg = package_compose(["format=torchscript", f"ckpt_path={metrics['best_checkpoint']}",
                           f"output={tmp_path / 'model.pt'}"], output_dir=tmp_path, config_name="export")  # fmt: skip
     assert torch.allclose(predict_tensors(model, batch, batch_size=2), averaged.softmax(1), atol=1e-5)  # predict
-    run = run_test_split(model, [(batch, torch.zeros(4, dtype=torch.long))])  # cnnlab-eval's pass
+    run = run_test_split(model, [(batch, torch.zeros(4, dtype=torch.long))])  # cnnlab eval's pass
     assert torch.equal(run.preds, averaged.argmax(1))
     info = export(cfg)
     assert info["tta"] == "flip"

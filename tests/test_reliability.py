@@ -22,6 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.run.checkpoints import AtomicCheckpointIO, read_checkpoint
 from cnnlab.run.training import train
 from cnnlab.utils import cli
+from tests.test_console import start_on_terminal, terminal_output
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = [  # small, but with everything that must survive a resume: dropout, shuffling, a one-cycle LR schedule
@@ -49,18 +50,19 @@ def run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def train_until_sigterm(args: list[str], cwd: Path, after_steps: int) -> tuple[int, str]:
-    """Start cnnlab-train, send SIGTERM once the progress bar shows `after_steps` steps of epoch 1."""
-    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args], cwd=cwd, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    seen = b""
-    while chunk := os.read(proc.stdout.fileno(), 4096):
+    """Start cnnlab-train on a terminal (off one it logs a line per epoch, no bar), send SIGTERM once the progress
+    bar shows `after_steps` steps of epoch 1."""
+    proc, reader = start_on_terminal([sys.executable, "-m", "cnnlab", "train", *args], cwd)
+    output, seen = terminal_output(reader), b""
+    for chunk in output:
         seen += chunk
         steps = [int(m.group(1)) for m in PROGRESS.finditer(seen[-4096:])]
         if steps and steps[-1] >= after_steps:
             proc.send_signal(signal.SIGTERM)
             break
-    rest, _ = proc.communicate(timeout=120)
-    return proc.returncode, (seen + rest).decode(errors="replace")
+    seen += b"".join(output)
+    proc.wait(timeout=120)
+    return proc.returncode, seen.decode(errors="replace").replace("\r\n", "\n")  # a terminal ends lines so
 
 
 def comparable(metrics: dict) -> dict:
@@ -191,7 +193,7 @@ def test_an_interrupted_sweep_job_resumes_from_the_command_it_printed(tmp_path, 
     args = ["-m", "optimizer.lr=0.001,0.002", *RECIPE, "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=1"]
     code, output = train_until_sigterm(args, tmp_path, after_steps=5)
     assert code == 128 + signal.SIGTERM, output[-2000:]
-    command = next(line.strip() for line in output.splitlines() if line.strip().startswith("cnnlab-train "))
+    command = next(line.strip() for line in output.splitlines() if line.strip().startswith("cnnlab train "))
     pasted = shlex.split(command)[1:]  # what a shell makes of the printed line
     job_dir = Path(next(a for a in pasted if a.startswith("hydra.run.dir=")).split("=", 1)[1])
     assert job_dir.name.startswith("0_") and "optimizer.lr-0.001" in job_dir.name and "=" not in job_dir.name

@@ -12,7 +12,9 @@ import torch
 from scipy.stats import t
 
 from cnnlab.commands.report import cli as summarize_cli
-from cnnlab.run.sweeps import compare, group_jobs, read_jobs, write_summary
+from cnnlab.run.sweeps.records import read_jobs
+from cnnlab.run.sweeps.replicates import compare, group_jobs
+from cnnlab.run.sweeps.report import write_summary
 from cnnlab.utils.stats import spread
 from tests.test_sweeps import cnnlab_train, only_sweep_dir
 
@@ -141,7 +143,7 @@ def test_the_hparams_table_shows_what_was_swept_not_every_config_key():
 
 
 def test_swept_keys_come_from_the_sweeps_own_command_line(tmp_path):
-    from cnnlab.run.sweeps import swept_keys
+    from cnnlab.utils.overrides import swept_keys
 
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  sweeper:\n    params:\n      data.fold: range(5)\n  overrides:\n    task:\n"

@@ -1,4 +1,4 @@
-"""cnnlab-summary: every layer's output, parameters, trainable or frozen and multiply-adds; the published counts
+"""cnnlab layers: every layer's output, parameters, trainable or frozen and multiply-adds; the published counts
 (VGG-16: 138,357,544; the seed CNN: 225,034), MACs checked against fvcore and torchinfo, weight sharing measured."""
 
 import json
@@ -79,7 +79,7 @@ def test_macs_agree_with_fvcore_and_torchinfo(name, tmp_path):
 
 
 def test_summary_leaves_the_model_as_it_found_it(tmp_path):
-    """cnnlab-train summarizes the model it is about to train: dropout must stay on, no example input left behind."""
+    """cnnlab train summarizes the model it is about to train: dropout must stay on, no example input left behind."""
     model = model_of(tmp_path).train()
     summarize_model(model)
     assert model.training and all(m.training for m in model.head.modules())

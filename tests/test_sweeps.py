@@ -51,18 +51,54 @@ def test_grid_2x2_leaves_four_jobs_and_one_summary(tmp_path, fashion_dir):
 
 
 def test_failing_job_does_not_take_the_sweep_down(tmp_path, fashion_dir):
-    result = cnnlab_train(["-m", "optimizer.lr=1e-3,-1", *TINY], tmp_path)
+    """A job that fails when it runs (here: more training images asked for than the split holds, found out only
+    when the data is loaded) is recorded as failed and the sweep goes on. A value that is bad on its face never
+    gets this far: the whole sweep is refused before any job starts (tests/test_cli.py)."""
+    result = cnnlab_train(["-m", "data.train_size=200,100000", *TINY[1:]], tmp_path)
     assert result.returncode != 0
     sweep = only_sweep_dir(tmp_path)
-    rows = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r for r in summary_rows(sweep)}
-    assert rows["0.001"]["status"] == "completed" and float(rows["0.001"]["test/acc"]) > 0
-    assert rows["-1"]["status"] == "failed" and "optimizer.lr=-1: a number > 0" in rows["-1"]["error"]
-    failed_job = next(p for p in sweep.iterdir() if "optimizer.lr--1" in p.name)
+    rows = {r["overrides"].split("data.train_size=")[1].split()[0]: r for r in summary_rows(sweep)}
+    assert rows["200"]["status"] == "completed" and float(rows["200"]["test/acc"]) > 0
+    assert rows["100000"]["status"] == "failed" and "data.train_size=100000 is larger" in rows["100000"]["error"]
+    failed_job = next(p for p in sweep.iterdir() if "data.train_size-100000" in p.name)
     assert json.loads((failed_job / "job.json").read_text())["status"] == "failed"
     # The summary can be rebuilt at any time; its exit code also says a job failed.
     with pytest.raises(SystemExit) as exit_info:
         summarize_cli([str(sweep)])
     assert exit_info.value.code == 1
+
+
+def test_job_dirs_are_named_by_the_swept_values_only(tmp_path):
+    digits = ["data=digits", "model.backbone.padding=1", "trainer.max_epochs=1", "logger=none",
+              "callbacks.progress_bar.refresh_rate=0", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+              "trainer.limit_test_batches=1"]  # fmt: skip
+    result = cnnlab_train(["-m", "optimizer.lr=1e-3,3e-3", "seed=1,2", *digits], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "job.json").is_file())
+    assert jobs == ["0_optimizer.lr-0.001_seed-1", "1_optimizer.lr-0.001_seed-2", "2_optimizer.lr-0.003_seed-1",
+                    "3_optimizer.lr-0.003_seed-2"]  # fmt: skip
+    rows = {r["job"]: r for r in summary_rows(sweep)}  # the summary still tells configuration from replicate
+    assert rows[jobs[1]]["configuration"] == "optimizer.lr=0.001" and rows[jobs[1]]["replicate"] == "seed=2"
+    assert "data=digits" in rows[jobs[1]]["overrides"]  # the constants are kept in the records, not in the names
+
+
+def test_a_job_dir_name_shows_what_its_sweep_varies(tmp_path):
+    import yaml
+
+    from cnnlab.utils.rundir import job_dir_name
+
+    def sweep_config(task: list[str], params: dict | None = None) -> None:
+        config = {"hydra": {"overrides": {"task": task}, "sweeper": {"params": params}}}
+        (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(config))
+
+    job = ["optimizer.lr=0.001", "seed=1", "debug=fast", "model.backbone.widths=[16,32]"]
+    sweep_config(["optimizer.lr=0.001,0.003", "seed=range(1,3)", "debug=fast", "model.backbone.widths=[16,32]"])
+    assert job_dir_name(3, str(tmp_path), job) == "3_optimizer.lr=0.001,seed=1"  # a list value is one value
+    sweep_config(["debug=fast"])
+    assert job_dir_name(0, str(tmp_path), ["debug=fast"]) == "0"  # nothing varies
+    sweep_config(["cv=5fold", "debug=fast"], {"data.fold": "range(5)"})  # cv=5fold's folds, Optuna's params
+    assert job_dir_name(2, str(tmp_path), ["cv=5fold", "debug=fast", "data.fold=2"]) == "2_data.fold=2"
 
 
 def test_optuna_search_records_best_and_resumes(tmp_path, fashion_dir):
@@ -82,15 +118,15 @@ def test_optuna_search_records_best_and_resumes(tmp_path, fashion_dir):
 
 def test_optuna_failed_trial_is_recorded_and_search_goes_on(tmp_path, fashion_dir):
     optuna = pytest.importorskip("optuna")
-    # A fixed override that breaks every trial: a negative weight decay.
-    result = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", "optimizer.weight_decay=-1",
-                           *TINY], tmp_path)  # fmt: skip
+    # A fixed override that breaks every trial when it loads its data: more images than the training split holds.
+    result = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", "data.train_size=100000",
+                           *TINY[1:]], tmp_path)  # fmt: skip
     assert result.returncode != 0
     sweep = only_sweep_dir(tmp_path)
     trials = optuna.load_study(study_name="cnn_optuna", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
     assert len(trials) == 2 and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
     rows = summary_rows(sweep)
-    assert len(rows) == 2 and all("optimizer.weight_decay=-1: a number >= 0" in r["error"] for r in rows)
+    assert len(rows) == 2 and all("data.train_size=100000 is larger" in r["error"] for r in rows)
 
 
 def test_submitit_local_runs_a_two_job_sweep(tmp_path, fashion_dir):

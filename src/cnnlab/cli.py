@@ -22,6 +22,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from cnnlab import __version__
 from cnnlab.commands import Verb
 from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import (
@@ -58,13 +59,18 @@ def verbs() -> dict[str, Verb]:
     return {name: importlib.import_module(f"cnnlab.commands.{name}").VERB for name in VERB_NAMES}
 
 
-def package_version() -> str:
-    try:
-        return version("cnnlab")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        from cnnlab import __version__  # the package's own record, when no distribution metadata exists
+LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "timm", "torchmetrics")
 
-        return __version__
+
+def version_line() -> str:
+    """cnnlab's version and its main libraries' (read from their metadata: nothing is imported)."""
+    found = []
+    for name in LIBRARIES:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return f"cnnlab {__version__} (python {sys.version.split()[0]}; {', '.join(found)})"
 
 
 def overview() -> str:
@@ -87,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(overview())
         return
     if args[0] in ("version", "--version", "-V"):
-        print(f"cnnlab {package_version()} (python {sys.version.split()[0]})")
+        print(version_line())
         return
     table = verbs()
     if args[0] not in table:
@@ -138,8 +144,17 @@ def run_verb(verb: Verb, args: list[str]) -> None:
     register_resolvers()
     quiet_third_party_noise()
     use_user_configs()
-    sys.argv = [f"cnnlab {verb.name}", *args]
-    hydra.main(version_base="1.3", config_path=CONF_PATH, config_name=verb.config)(reports_user_errors(verb.run))()
+    typed = list(sys.argv)
+    sys.argv = [typed[0], *args]  # what Hydra parses: the overrides, without the verb
+
+    def task(cfg: DictConfig) -> object:
+        # Lightning's DDP starts each further rank with the command as typed (sys.argv, the verb included).
+        sys.argv = typed
+        return reports_user_errors(verb.run)(cfg)
+
+    task.__module__ = verb.run.__module__  # Hydra names the job (and its log file) after the verb's module
+    task.__name__ = task.__qualname__ = verb.run.__name__
+    hydra.main(version_base="1.3", config_path=CONF_PATH, config_name=verb.config)(task)()
     if exit_code():
         sys.exit(exit_code())
 
@@ -153,12 +168,11 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
     """The overrides, and Hydra's flags with their values (`--cfg job`, `-m`)."""
     overrides, flags, it = [], [], iter(args)
     for arg in it:
-        if arg.startswith("-") and "=" not in arg:
-            flags.append(arg)
-            if arg in FLAGS_WITH_VALUE:
+        if arg.startswith("-"):  # an override never does (`~key` deletes, `+key` adds)
+            flag = arg.split("=", 1)[0]
+            flags.append(flag)
+            if flag in FLAGS_WITH_VALUE and "=" not in arg:
                 flags.append(next(it, ""))
-            elif arg in ("--info", "-i"):
-                pass
         else:
             overrides.append(arg)
     return overrides, flags
@@ -184,7 +198,6 @@ def _parse(overrides: list[str]) -> list[Override]:
             f"cannot read the override(s) {' '.join(overrides)}: {message}. Write key=value, e.g. "
             "optimizer.lr=3e-4; quote values with spaces or brackets: 'data.mean=[0.5]'."
         ) from None
-        # fmt: skip
 
 
 def _sweep_variants(overrides: list[str]) -> list[list[str]]:

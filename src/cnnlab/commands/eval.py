@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_eval_config
 
 def run(cfg: DictConfig) -> float:
     """Evaluate a checkpoint; returns its test accuracy."""
-    from cnnlab.run.evaluation import evaluate  # torch: imported once the config has passed
+    from cnnlab.run.evaluation import evaluate  # lazy: torch loads once the config has passed
 
     return evaluate(cfg)["test/acc"]
 

@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_explain_config
 
 def run(cfg: DictConfig) -> None:
     """Draw the maps (or the features) of every image of `inputs`."""
-    from cnnlab.run.explaining import explain_images  # torch: imported once the config has passed
+    from cnnlab.run.explaining import explain_images  # lazy: torch loads once the config has passed
 
     explain_images(cfg)
 

@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_export_config
 
 def run(cfg: DictConfig) -> None:
     """Export the checkpoint."""
-    from cnnlab.run.exporting import export  # torch: imported once the config has passed
+    from cnnlab.run.exporting import export  # lazy: torch loads once the config has passed
 
     export(cfg)
 

@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_layers_config
 
 def run(cfg: DictConfig) -> None:
     """Print (and write) the per-layer table."""
-    from cnnlab.run.layers import layer_table  # torch: imported once the config has passed
+    from cnnlab.run.layers import layer_table  # lazy: torch loads once the config has passed
 
     layer_table(cfg)
 

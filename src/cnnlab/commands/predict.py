@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_predict_config
 
 def run(cfg: DictConfig) -> None:
     """Predict every image of `inputs`."""
-    from cnnlab.run.prediction import predict  # torch: imported once the config has passed
+    from cnnlab.run.prediction import predict  # lazy: torch loads once the config has passed
 
     predict(cfg)
 

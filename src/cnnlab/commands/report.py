@@ -10,7 +10,6 @@ from pathlib import Path
 
 from cnnlab.commands import Verb
 from cnnlab.errors import CnnlabError
-from cnnlab.run.sweeps import compare, write_summary
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, USER_ERROR_EXIT_CODE
 
 
@@ -32,6 +31,8 @@ def _refuse(message: str) -> None:
 
 def run(argv: Sequence[str]) -> None:
     """Exit 0, 1 when a job of the sweep failed, 2 for a bad argument."""
+    from cnnlab.run.sweeps import compare, write_summary  # lazy: its plots import torch, once the arguments parse
+
     args = parse(argv)
     if not args.sweep_dir.is_dir():
         _refuse(f"{args.sweep_dir} is not a directory (give a sweep dir under outputs/multirun/)")

@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_shards_config
 
 def run(cfg: DictConfig) -> None:
     """Write the shards."""
-    from cnnlab.run.sharding import write_dataset_shards  # torch, LitData: imported once the config has passed
+    from cnnlab.run.sharding import write_dataset_shards  # lazy: torch and LitData load once the config has passed
 
     write_dataset_shards(cfg)
 

@@ -10,7 +10,7 @@ from cnnlab.run.checks import check_train_config
 
 def run(cfg: DictConfig) -> float | None:
     """Train as `cfg` says; returns the optimized metric, which sweepers (Optuna) maximize."""
-    from cnnlab.run.training import run_training  # torch and Lightning: imported once the config has passed
+    from cnnlab.run.training import run_training  # lazy: torch and Lightning load once the config has passed
 
     return run_training(cfg)
 

@@ -1,24 +1,24 @@
-"""DataModules: in-memory uint8 tensors, batched by index slicing."""
+"""DataModules: in-memory uint8 tensors, batched by index slicing.
 
-from cnnlab.data.base import InMemoryDataModule
-from cnnlab.data.digits import DigitsDataModule
-from cnnlab.data.hf import HuggingFaceDataModule
-from cnnlab.data.image_folder import ImageFolderDataModule
-from cnnlab.data.info import DataInfo, DescribesItsData, describe_data
-from cnnlab.data.mnist_family import FashionMNISTDataModule, MNISTDataModule
-from cnnlab.data.shards import StreamingDataModule
-from cnnlab.data.torchvision_sets import TorchvisionDataModule
+Each name is imported on first use: `cnnlab.data.checks`, which `cnnlab <verb>` imports to check a config, must not
+import the DataModules (torch, Lightning, torchvision).
+"""
 
-__all__ = [
-    "DataInfo",
-    "DescribesItsData",
-    "DigitsDataModule",
-    "FashionMNISTDataModule",
-    "HuggingFaceDataModule",
-    "ImageFolderDataModule",
-    "InMemoryDataModule",
-    "MNISTDataModule",
-    "StreamingDataModule",
-    "TorchvisionDataModule",
-    "describe_data",
-]
+from cnnlab.utils.lazy import lazy_exports
+
+# Each public name -> the module that defines it.
+EXPORTS = {
+    "DataInfo": "cnnlab.data.info",
+    "DescribesItsData": "cnnlab.data.info",
+    "DigitsDataModule": "cnnlab.data.digits",
+    "FashionMNISTDataModule": "cnnlab.data.mnist_family",
+    "HuggingFaceDataModule": "cnnlab.data.hf",
+    "ImageFolderDataModule": "cnnlab.data.image_folder",
+    "InMemoryDataModule": "cnnlab.data.base",
+    "MNISTDataModule": "cnnlab.data.mnist_family",
+    "StreamingDataModule": "cnnlab.data.shards",
+    "TorchvisionDataModule": "cnnlab.data.torchvision_sets",
+    "describe_data": "cnnlab.data.info",
+}
+__all__ = sorted(EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

@@ -11,48 +11,18 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.augment_config import AugmentConfig
 from cnnlab.data.policies import Policy
 from cnnlab.errors import CnnlabError
 
 
-@dataclass(frozen=True)
-class Augment:
-    """`data.augment`: what train batches go through (validation and test batches never do)."""
-
-    translate: int = 0  # max shift in pixels, each axis: pad by this much (fill) and crop back at random
-    hflip: bool = False  # mirror half the images left-right (not for digits or text)
-    erase: float = 0.0  # probability that an image gets one random box filled (random erasing)
-    erase_area: tuple[float, float] = (0.02, 0.25)  # the box's share of the image
-    erase_ratio: tuple[float, float] = (0.3, 3.3)  # the box's height / width
-    fill: Sequence[int] | int = 0  # value of padded, erased and uncovered pixels, 0..255, one or one per channel
-    policy: str | None = None  # randaugment | trivialaugment: per-image ops before the above (cnnlab.data.policies)
-    policy_ops: int = 2  # randaugment: ops per image
-    policy_magnitude: int = 9  # randaugment: the magnitude bin, 0..30
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | Augment | None) -> Augment:
-        if config is None:
-            return cls()
-        if isinstance(config, Augment):
-            return config
-        values = dict(config)  # already checked by cnnlab.data.checks.check_augment
-        for key in ("erase_area", "erase_ratio"):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
-        if isinstance(values.get("fill"), Sequence):
-            values["fill"] = tuple(int(v) for v in values["fill"])
-        return cls(**values)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.translate or self.hflip or self.erase or self.policy)
+class Augment(AugmentConfig):
+    """`data.augment`'s settings (`AugmentConfig`, where its keys are defined) as batched tensor ops."""
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A new batch (N, C, H, W), same dtype and device; each sample with its own random draw (from `generator`,
@@ -124,9 +94,6 @@ class Augment:
             & apply.view(n, 1, 1)
         )  # fmt: skip
         return torch.where(inside[:, None], self._fill_value(images), images)
-
-
-AUGMENT_KEYS = tuple(f.name for f in fields(Augment))
 
 
 @functools.cache

@@ -158,7 +158,7 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._info
 
     def stored_items(self, split: str) -> tuple[int, Callable[[int], bytes], torch.Tensor]:
-        """What `cnnlab-optimize` writes for a split: (count, index -> the image as a file's bytes, labels)."""
+        """What `cnnlab shards` writes for a split: (count, index -> the image as a file's bytes, labels)."""
         images, labels = getattr(self.splits, split)
         return len(labels), lambda i: png_bytes(images[i]), labels
 

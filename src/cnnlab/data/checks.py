@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.data.augment import AUGMENT_KEYS
-from cnnlab.data.policies import NUM_BINS, POLICIES
+from cnnlab.data.augment_config import AUGMENT_KEYS, NUM_BINS, POLICIES
 from cnnlab.errors import Problems, is_int, is_number
 
 
@@ -58,7 +57,7 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
     if "input_dir" in values:
         ok = isinstance(values["input_dir"], str) and values["input_dir"] not in ("", "???")
         problems.check(ok, "data.input_dir", values["input_dir"], "required: the folder (or s3:// URI) that "
-                       "cnnlab-optimize wrote, e.g. data.input_dir=/data/fashion_shards")  # fmt: skip
+                       "cnnlab shards wrote, e.g. data.input_dir=/data/fashion_shards")  # fmt: skip
     if "root" in values:
         _check_readable_dir(problems, "data.root", values["root"], "a folder of class folders (or train/, val/, test/)")
     if values.get("augment") is not None:
@@ -74,7 +73,7 @@ def check_data(values: Mapping[str, Any], problems: Problems) -> None:
 
 
 def check_augment(values: Any, problems: Problems) -> None:
-    """`data.augment`: null, or a mapping of the keys of `cnnlab.data.augment.Augment`."""
+    """`data.augment`: null, or a mapping of the keys of `cnnlab.data.augment_config.AugmentConfig`."""
     if not isinstance(values, Mapping):
         problems.add(f"data.augment={values!r}: must be null or a mapping such as {{translate: 2, hflip: true}}.")
         return

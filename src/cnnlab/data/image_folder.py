@@ -69,7 +69,7 @@ class FileImages(Dataset):
 
 def checked_file_bytes(path: Path, max_pixels: int) -> bytes:
     """An image file's own bytes for a shard, when its header passes `open_image`'s checks (a listed format, at most
-    `max_pixels`): cnnlab-optimize stores no file cnnlab would refuse to decode. Otherwise one error naming it."""
+    `max_pixels`): cnnlab shards stores no file cnnlab would refuse to decode. Otherwise one error naming it."""
     try:
         with open_regular_file(path) as handle:
             data = handle.read()
@@ -77,7 +77,7 @@ def checked_file_bytes(path: Path, max_pixels: int) -> bytes:
     except (OSError, ValueError) as err:
         raise CnnlabError(
             f"{path} cannot be stored in shards ({type(err).__name__}: {err}): remove it from the "
-            "image folder (cnnlab-train skips it with a warning; shards hold only readable images)."
+            "image folder (cnnlab train skips it with a warning; shards hold only readable images)."
         ) from None
     return data
 

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-POLICIES = ("randaugment", "trivialaugment")
-NUM_BINS = 31  # torchvision's num_magnitude_bins
+from cnnlab.data.augment_config import NUM_BINS
+
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
-# torchvision's op tables: {name: (magnitudes(num_bins, height, width) -> bins or None, signed)}
+# torchvision's op tables, one per name of cnnlab.data.augment_config.POLICIES:
+# {name: (magnitudes(num_bins, height, width) -> bins or None, signed)}
 SPACES = {
     "randaugment": v2.RandAugment._AUGMENTATION_SPACE,
     "trivialaugment": v2.TrivialAugmentWide._AUGMENTATION_SPACE,

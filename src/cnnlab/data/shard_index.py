@@ -59,7 +59,7 @@ def _refuse(location: str, problems: list[str], what: str, nothing: str) -> None
     if problems:
         lines = "\n".join(f"  - {problem}" for problem in problems)
         raise UnsafeFileError(f"{location} was refused: {what}:\n{lines}\n{nothing} Rewrite the shards from the "
-                              "source data with `cnnlab-optimize data=<dataset> output_dir=<folder>`, and train only "
+                              "source data with `cnnlab shards data=<dataset> output_dir=<folder>`, and train only "
                               "from shards you made or trust.")  # fmt: skip
 
 
@@ -73,9 +73,9 @@ def read_meta(input_dir: str) -> dict[str, Any]:
     except (OSError, ValueError, ImportError) as err:
         raise CnnlabError(
             f"data.input_dir={input_dir!r} holds no readable {META} ({type(err).__name__}: {err}): it is not a folder "
-            "written by `cnnlab-optimize`. Make one with `cnnlab-optimize data=<any dataset> output_dir=<folder>`."
+            "written by `cnnlab shards`. Make one with `cnnlab shards data=<any dataset> output_dir=<folder>`."
         ) from None
-    _refuse(location, meta_problems(meta), "it does not describe shards that cnnlab-optimize writes",
+    _refuse(location, meta_problems(meta), "it does not describe shards that cnnlab shards writes",
             "Nothing in the folder was decoded.")  # fmt: skip
     return meta
 
@@ -247,12 +247,12 @@ def check_index(split_dir: str, expected_items: int | None = None) -> dict[str, 
         index = read_json_at(location)
     except (OSError, ValueError, ImportError) as err:
         raise CnnlabError(f"{location} is not readable ({type(err).__name__}: {err}): {split_dir} is not a split "
-                          "written by `cnnlab-optimize`. Make the shards with `cnnlab-optimize data=<any dataset> "
+                          "written by `cnnlab shards`. Make the shards with `cnnlab shards data=<any dataset> "
                           "output_dir=<folder>`.") from None  # fmt: skip
     problems = index_problems(index, expected_items)
     if not problems and "://" not in split_dir:
         problems = chunk_file_problems(Path(split_dir), index["chunks"])
-    _refuse(location, problems, "it is not what cnnlab-optimize writes, and LitData acts on what an index names (a "
+    _refuse(location, problems, "it is not what cnnlab shards writes, and LitData acts on what an index names (a "
             "serializer such as pickle runs code when an item is read; a chunk's name is a path it opens)",
             "Nothing in the folder was decoded or run.")  # fmt: skip
     return index
@@ -270,7 +270,7 @@ class RefusedSerializer(Serializer):
 
     def deserialize(self, data: bytes) -> Any:
         raise UnsafeFileError(f"a shard item has a {self.name!r} field: cnnlab reads only {ITEM_FORMAT} fields, and "
-                              "decoded nothing of it. Rewrite the shards with `cnnlab-optimize`.")  # fmt: skip
+                              "decoded nothing of it. Rewrite the shards with `cnnlab shards`.")  # fmt: skip
 
     def can_serialize(self, data: Any) -> bool:
         return False

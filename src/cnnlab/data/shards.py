@@ -106,7 +106,7 @@ class ShardImages(StreamingDataset):
             raise UnsafeFileError(f"{self._where(index)} was refused: {err}") from None
         except Exception as err:  # a damaged chunk: stop, naming it (skipping would hide a broken folder)
             raise CnnlabError(f"{self._where(index)} could not be read ({type(err).__name__}: {err}): the chunk is "
-                              "damaged. Rewrite the shards with `cnnlab-optimize`.") from err  # fmt: skip
+                              "damaged. Rewrite the shards with `cnnlab shards`.") from err  # fmt: skip
         try:
             label = item["label"]
             if not (isinstance(label, Integral) and 0 <= label < self.num_classes):
@@ -119,7 +119,7 @@ class ShardImages(StreamingDataset):
 
 
 class StreamingDataModule(L.LightningDataModule):
-    """Trains from `cnnlab-optimize`'s shards: `input_dir` (a folder or `s3://` URI) with train/, val/, test/."""
+    """Trains from `cnnlab shards`'s shards: `input_dir` (a folder or `s3://` URI) with train/, val/, test/."""
 
     def __init__(self, input_dir: str, batch_size: int = 64, eval_batch_size: int | None = 512, num_workers: int = 2,
                  seed: int = 42, augment: Mapping[str, Any] | None = None,
@@ -168,7 +168,7 @@ class StreamingDataModule(L.LightningDataModule):
         if not same:
             raise UnsafeFileError(f"{split_dir}/{INDEX} was refused: the index LitData would read, {used}, is not the "
                                   "one cnnlab checked (it changed while being read). Nothing was decoded or run. "
-                                  "Rewrite the shards with `cnnlab-optimize`.")  # fmt: skip
+                                  "Rewrite the shards with `cnnlab shards`.")  # fmt: skip
         return dataset
 
     def _loader(self, split: str, train: bool) -> StreamingDataLoader:

@@ -1,4 +1,4 @@
-"""The pictures of cnnlab-explain: CAM overlays with the predictions, the sanity-check cascade, feature maps by
+"""The pictures of cnnlab explain: CAM overlays with the predictions, the sanity-check cascade, feature maps by
 stage, the first layer's filters. Colour maps by pytorch-grad-cam (OpenCV's), layout by cnnlab.utils.figures."""
 
 from __future__ import annotations

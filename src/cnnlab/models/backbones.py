@@ -4,17 +4,16 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError, Problems, is_int
+from cnnlab.errors import CnnlabError, Problems
+from cnnlab.models.checks import check_timm_backbone
 from cnnlab.models.weights import load_strict, resolve_pretrained
-
-CHANNEL_MODES = ("repeat", "adapt")
 
 
 @cache
@@ -24,33 +23,19 @@ def _timm_names() -> tuple[str, ...]:
     return tuple(timm.list_models())
 
 
-def check_timm_name(name: str) -> str:
-    """The architecture of `name` (a tag such as `.a1_in1k` is allowed), or an error naming the closest ones."""
+def check_timm_name(name: Any, problems: Problems) -> None:
+    """Whether `name` is one of the installed timm's models (a tag such as `.a1_in1k` is allowed), with the closest
+    ones if not. The one model rule that needs timm (and so torch) imported: `cnnlab.run.machine_checks` runs it once
+    the work has started, after `cnnlab.models.checks.check_timm_backbone` checked the rest before any import."""
+    if not isinstance(name, str) or not name:  # check_timm_backbone reports it
+        return
     arch = name.split(".")[0]
     if arch not in _timm_names():
         close = difflib.get_close_matches(arch, _timm_names(), n=5, cutoff=0.5)
-        raise CnnlabError(
+        problems.add(
             f"model.backbone.name={name!r} is not a timm model."
             + (f" Closest: {', '.join(close)}." if close else "")
             + " `python -c 'import timm; print(timm.list_models(\"*resnet*\"))'` lists them."
-        )
-    return arch
-
-
-def check_timm_backbone(values: Mapping[str, Any], image_size: Sequence[int] | None, problems: Problems,
-                        size_name: str | None = None) -> None:  # fmt: skip
-    """The rules for `model.backbone.*` of a timm backbone; with an `image_size`, also that it is large enough
-    (`size_name` names where the size came from, e.g. `model.image_size=4`)."""
-    try:
-        check_timm_name(str(values.get("name")))
-    except CnnlabError as err:
-        problems.add(str(err))
-    problems.one_of("model.backbone.in_chans_mode", values.get("in_chans_mode", "repeat"), CHANNEL_MODES)
-    problems.in_range("model.backbone.drop_path_rate", values.get("drop_path_rate", 0.0), 0, 1, "[)")
-    if image_size and all(is_int(s) for s in image_size) and min(image_size) < 32:
-        problems.add(
-            f"{size_name or f'image size {list(image_size)}'} is too small for a timm backbone, which downsamples by "
-            "32: use at least 32 (64-96 for 28 px data on a CPU, 224 for ImageNet's own size)."
         )
 
 
@@ -75,6 +60,7 @@ class TimmBackbone(nn.Module):
 
         problems = Problems()
         check_timm_backbone(dict(name=name, in_chans_mode=in_chans_mode, drop_path_rate=drop_path_rate), None, problems)
+        check_timm_name(name, problems)
         problems.raise_if_any("invalid timm backbone")
         arch = name.split(".")[0]
         self.name = name

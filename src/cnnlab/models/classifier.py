@@ -1,8 +1,7 @@
-"""ImageClassifier: the one LightningModule. Backbone + head, built from plain config dicts.
+"""ImageClassifier: the one LightningModule. Backbone + head, built from plain config dicts; its steps.
 
-Every constructor argument is a plain value or dict and is saved in the checkpoint, so
-`ImageClassifier.load_from_checkpoint(path)` rebuilds the model - preprocessing included - without
-the run dir or Hydra.
+Every constructor argument is a plain value or dict and is saved in the checkpoint: load a trained model with
+`cnnlab.load_classifier(path)` (see cnnlab.models.saved for what a checkpoint holds beside the weights).
 """
 
 from __future__ import annotations
@@ -14,20 +13,26 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from cnnlab import __version__
 from cnnlab import metrics as M
 from cnnlab.errors import CnnlabError
 from cnnlab.models.head import build_head
 from cnnlab.models.mixing import Mix, Mixer
 from cnnlab.models.optimization import StepSettings, WrittenOutStep, build_optimizer, refresh_gated_lrs
 from cnnlab.models.preprocess import InputAdapter
+from cnnlab.models.saved import RECORD, SavedRun, checkpoint_record, saved_record
 from cnnlab.models.tta import tta_logits
 from cnnlab.transfer.policy import TransferConfig, TransferPolicy
 from cnnlab.utils.config import build
 from cnnlab.utils.tensorboard import log_confusion_matrix
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(SavedRun, L.LightningModule):
+    """The network (preprocessing, backbone, head) and its training, validation and test steps.
+
+    A trained one comes back with `cnnlab.load_classifier(path)`, which checks the file first; Lightning's
+    `load_from_checkpoint` is shut (it would unpickle the file unchecked).
+    """
+
     def __init__(
         self,
         backbone: dict[str, Any],
@@ -83,9 +88,7 @@ class ImageClassifier(L.LightningModule):
         # A buffer, not a MaxMetric: it is saved in checkpoints, so a resumed run keeps its best.
         self.register_buffer("val_acc_best", torch.tensor(0.0))
 
-    # --- self-contained checkpoints -----------------------------------------------------------------
-    run_config: dict[str, Any] | None = None  # set by cnnlab.run.training: the composed config of the run
-
+    # --- self-contained checkpoints (cnnlab.models.saved) ---------------------------------------------
     def preprocessing(self) -> dict[str, Any]:
         """What an input must be, and what the model does to it before the backbone (it is all inside)."""
         data = self.hparams.data
@@ -102,36 +105,11 @@ class ImageClassifier(L.LightningModule):
             "tta": self.tta,  # the test-time views the answers average (model.tta)
         }
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> ImageClassifier:
-        """The model of an already read (and checked) checkpoint, on the CPU. The backbone is not fetched as
-        pretrained again: the checkpoint holds the trained weights, and the original weights (a file, a package, the
-        hub) may not be reachable where it is loaded. Read files with `cnnlab.run.checkpoints.load_classifier`."""
-        hparams = {**checkpoint["hyper_parameters"], "pretrained": False, "compile": False}
-        model = cls(**hparams)
-        model.on_load_checkpoint(checkpoint)
-        model.load_state_dict(checkpoint["state_dict"])
-        return model
-
-    @classmethod
-    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> ImageClassifier:
-        raise TypeError(
-            "ImageClassifier.load_from_checkpoint would unpickle the file without cnnlab's checks: use "
-            "cnnlab.run.checkpoints.load_classifier(path), which refuses files that would run code."
-        )
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["cnnlab"] = {
-            "version": __version__,
-            "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "config": self.run_config,
-            "preprocessing": self.preprocessing(),
-            # the epoch's running train loss / accuracy sums: a run resumed mid-epoch reports the same epoch means
-            "train_sums": self._train_sums.tolist(),
-        }
+        checkpoint[RECORD] = checkpoint_record(self, train_sums=self._train_sums.tolist())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("cnnlab") or {}
+        saved = saved_record(checkpoint)
         if self.run_config is None:  # a model rebuilt from the file; a resumed run keeps its own config
             self.run_config = saved.get("config")
         if saved.get("train_sums"):  # a run resumed mid-epoch goes on summing (Lightning skips on_train_epoch_start)
@@ -144,7 +122,7 @@ class ImageClassifier(L.LightningModule):
 
     @property
     def tta(self) -> str:
-        """`model.tta`: the test-time augmentation of test, cnnlab-eval, cnnlab-predict and exports."""
+        """`model.tta`: the test-time augmentation of test, cnnlab eval, cnnlab predict and exports."""
         return self.hparams.get("tta") or "none"
 
     @tta.setter
@@ -334,5 +312,5 @@ def _class_weights(weights: list[float] | None, num_classes: int) -> torch.Tenso
         return None
     if isinstance(weights, str) or len(weights) != num_classes or min(weights) < 0:
         raise CnnlabError(f"model.class_weights={weights!r}: give one weight >= 0 per class ({num_classes}), or "
-                          "`balanced` through cnnlab-train.")  # fmt: skip
+                          "`balanced` through cnnlab train.")  # fmt: skip
     return torch.tensor([float(w) for w in weights])

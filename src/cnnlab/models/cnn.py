@@ -6,43 +6,13 @@ ReLU then touches 4x fewer values. The dense part (Dense 128 -> Dropout -> Dense
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError, Problems, is_int, is_number
+from cnnlab.errors import CnnlabError, Problems
+from cnnlab.models.checks import check_seed_cnn, feature_map_side
 from cnnlab.models.weights import load_strict, read_weights_file
-
-
-def feature_map_side(side: int, kernel_size: int, padding: int, stages: int, convs: int = 1) -> int:
-    """An image side's length after `stages` of (`convs` convs `kernel_size` with `padding`, 2x2 max-pool)."""
-    for _ in range(stages):
-        side = (side + convs * (2 * padding - kernel_size + 1)) // 2
-    return side
-
-
-def check_seed_cnn(values: Mapping[str, Any], image_size: Sequence[int] | None, problems: Problems,
-                   size_name: str | None = None) -> None:  # fmt: skip
-    """The rules for `model.backbone.*` of the seed CNN; with an `image_size`, also that the stages fit it
-    (`size_name` names where the size came from, e.g. `model.image_size=4`)."""
-    widths = list(values.get("widths") or [])
-    problems.check(bool(widths) and all(is_int(w) and w >= 1 for w in widths), "model.backbone.widths", widths,
-                   "a non-empty list of integers >= 1")  # fmt: skip
-    kernel, padding = values.get("kernel_size", 3), values.get("padding", 0)
-    problems.int_at_least("model.backbone.kernel_size", kernel, 1)
-    problems.int_at_least("model.backbone.padding", padding, 0)
-    convs = values.get("convs_per_stage", 1)
-    problems.int_at_least("model.backbone.convs_per_stage", convs, 1)
-    mult = values.get("width_mult", 1.0)
-    problems.check(is_number(mult) and mult > 0, "model.backbone.width_mult", mult, "a number > 0")
-    sides = list(image_size or [])
-    computable = widths and sides and all(is_int(v) for v in (*sides, kernel, padding, convs))
-    if computable and min(feature_map_side(s, kernel, padding, len(widths), convs) for s in sides) < 1:
-        problems.add(
-            f"{size_name or f'image size {sides}'} is too small for the CNN's {len(widths)} conv + 2x2 pool stages: "
-            "use a larger model.image_size, model.backbone.padding=1 or fewer model.backbone.widths."
-        )
 
 
 class SeedCNN(nn.Module):

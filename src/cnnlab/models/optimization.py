@@ -18,25 +18,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from cnnlab.errors import CnnlabError, Problems, is_number
+from cnnlab.errors import CnnlabError
 from cnnlab.utils.config import build
 
 # `optimizer.*` keys cnnlab reads itself (the param groups), not passed to the optimizer's class.
 CNNLAB_OPTIMIZER_KEYS = ("decay_norm_and_bias",)
 CONSTANT_SCHEDULE = {"_target_": "cnnlab.models.schedules.constant", "_partial_": True}
-
-
-def check_optimizer(values: Mapping[str, Any], problems: Problems) -> None:
-    """The rules for `optimizer.*`."""
-    lr = values.get("lr")
-    problems.check(is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0, e.g. 1e-3")
-    if "decay_norm_and_bias" in values:
-        problems.flag("optimizer.decay_norm_and_bias", values["decay_norm_and_bias"])
-    weight_decay = values.get("weight_decay", 0.0)
-    problems.check(is_number(weight_decay) and weight_decay >= 0, "optimizer.weight_decay", weight_decay,
-                   "a number >= 0")  # fmt: skip
-    if "momentum" in values:
-        problems.in_range("optimizer.momentum", values["momentum"], 0, 1, "[)")
 
 
 @dataclass

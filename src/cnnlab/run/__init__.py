@@ -1,1 +1,2 @@
-"""Run machinery: the work of each verb (training, evaluation, ...), and what they share - builders, checks, callbacks, checkpoints, sweeps, inference."""
+"""Run machinery: the work of each verb (training, evaluation, ...) and what the verbs share - builders, checks,
+callbacks, checkpoints, sweeps, inference."""

@@ -68,7 +68,7 @@ def baseline_table(
 ) -> list[dict[str, Any]]:
     """Test accuracy and fit time of each (features, classifier) at each training-set size, once per seed.
 
-    `data` / `backbone` are cnnlab-train overrides: the subsets are the DataModule's own (same seed, same
+    `data` / `backbone` are cnnlab train overrides: the subsets are the DataModule's own (same seed, same
     `data.train_size` -> the same images as a neural run), and the backbone is the model `transfer=frozen` uses
     (its pretrained weights: the same for every seed). `test_size` scores on the first that many test images only
     (quick checks); None = the whole test set.

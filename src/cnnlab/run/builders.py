@@ -10,7 +10,7 @@ import hydra
 import lightning as L
 from lightning import Callback, LightningModule
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,7 +19,8 @@ from cnnlab.data.feature_cache import FeatureDataModule
 from cnnlab.data.info import DataInfo, describe_data, train_class_counts
 from cnnlab.errors import CnnlabError
 from cnnlab.models.optimization import StepSettings
-from cnnlab.run.callbacks import DivergenceGuard, Resumable
+from cnnlab.run.callbacks.divergence import DivergenceGuard
+from cnnlab.run.callbacks.resumable import Resumable
 from cnnlab.run.checkpoints import AtomicCheckpointIO
 from cnnlab.utils.config import build
 
@@ -143,6 +144,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[Callback]) -> L.Trainer:
             logger=build_loggers(cfg),
             # Without a checkpoint callback in the config, Lightning would add its own in an odd place.
             enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+            # Likewise its own tqdm bar (callbacks=none, callbacks.progress_bar=null): frames even off a terminal.
+            enable_progress_bar=cfg.trainer.get("enable_progress_bar") is not False
+            and any(isinstance(c, ProgressBar) for c in callbacks),
             plugins=[AtomicCheckpointIO()],
         )
     except Exception as err:

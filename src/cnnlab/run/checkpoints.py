@@ -26,6 +26,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError, Problems, failed_write, write_error_behind
 from cnnlab.models import ImageClassifier
+from cnnlab.models.saved import saved_record
 from cnnlab.utils.config import user_config_dirs
 from cnnlab.utils.io import load_without_code, write_atomic
 from cnnlab.utils.tensorboard import flatten
@@ -199,19 +200,30 @@ def load_classifier(path: str | Path | None, device: str | torch.device = "cpu",
     path = resolve_checkpoint(path)
     trusted = trusted_modules(trust)
     checkpoint = read_checkpoint(path, needs=("state_dict", "hyper_parameters"))
-    saved = checkpoint.get("cnnlab") or {}
+    saved = saved_record(checkpoint)
     hparams = checkpoint["hyper_parameters"] or {}
     cls = trusted_class(saved.get("model_class", CLASSIFIER), ImageClassifier, "the model class", path, trusted)
     check_targets(hparams.get("backbone"), "model.backbone", path, trusted, base=nn.Module)
     others = {key: value for key, value in hparams.items() if key != "backbone"}
     check_targets(others, "model", path, trusted, functions_from=("cnnlab.models.schedules",))  # LR schedules
     try:
-        model = cls.from_checkpoint(checkpoint)
+        model = rebuilt(cls, checkpoint)
     except CnnlabError:
         raise
     except (*READ_ERRORS, ValueError, AttributeError) as err:
         raise _unreadable(path, err, "cnnlab checkpoint") from err
     return model.eval().to(device)
+
+
+def rebuilt(cls: type[ImageClassifier], checkpoint: dict[str, Any]) -> ImageClassifier:
+    """The model of an already read and checked checkpoint, on the CPU. The backbone is not fetched as pretrained
+    again: the checkpoint holds the trained weights, and the original ones (a file, a package, the hub) may not be
+    reachable where it is loaded."""
+    hparams = {**checkpoint["hyper_parameters"], "pretrained": False, "compile": False}
+    model = cls(**hparams)
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
 
 
 def trained_data_config(model: ImageClassifier, path: Path, trust: Iterable[str] | None = ()) -> dict[str, Any] | None:
@@ -246,7 +258,7 @@ def checkpoint_dir(cfg: Any) -> Path:
 
 
 def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> Path | None:
-    """The checkpoint `cnnlab-train ckpt_path=...` resumes from. `last` means `<checkpoint_dir>/last.ckpt` and,
+    """The checkpoint `cnnlab train ckpt_path=...` resumes from. `last` means `<checkpoint_dir>/last.ckpt` and,
     when the run has none yet, a fresh start: so a preemptible job can always be (re)submitted with it."""
     if ckpt_path is None:
         return None
@@ -257,7 +269,7 @@ def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> Path | Non
 
 
 def check_resume(ckpt_path: Any, checkpoint_dir: Path, problems: Problems) -> None:
-    """`ckpt_path` of cnnlab-train: a readable, code-free checkpoint of a training run (or `last`, or null)."""
+    """`ckpt_path` of cnnlab train: a readable, code-free checkpoint of a training run (or `last`, or null)."""
     try:
         path = resume_checkpoint(None if ckpt_path is None else str(ckpt_path), checkpoint_dir)
         if path is not None:
@@ -269,7 +281,7 @@ def check_resume(ckpt_path: Any, checkpoint_dir: Path, problems: Problems) -> No
 def resume_differences(checkpoint: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """The `data.*` and `model.*` values of this run that differ from those the checkpoint's run was started with,
     as `key: checkpoint's -> this run's`."""
-    stored = (checkpoint.get("cnnlab") or {}).get("config") or {}
+    stored = saved_record(checkpoint).get("config") or {}
     then = {k: v for group in ("data", "model") for k, v in flatten(stored.get(group) or {}, f"{group}.", ".").items()}
     now = {k: v for group in ("data", "model") for k, v in flatten(config.get(group) or {}, f"{group}.", ".").items()}
     return [f"{key}: {then.get(key, '(unset)')} -> {now.get(key, '(unset)')}" for key in sorted(then.keys() | now)

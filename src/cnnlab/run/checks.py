@@ -3,8 +3,8 @@
 Each domain owns the rules of its own config (`cnnlab.data.checks`, `cnnlab.models.checks`, `TransferConfig.check`,
 the optimizer's and scheduler's beside them); this module owns the trainer's, the paths' and each verb's own keys,
 and runs them all. Nothing here imports torch or Lightning: `cnnlab <verb>` runs these checks before the work is
-imported, so a bad value is answered in about a second. What depends on this machine (its GPUs, a resumed
-checkpoint's contents) is `cnnlab.run.machine_checks`'.
+imported, so a bad value is answered in about a second. What depends on this machine (its GPUs, the installed
+timm's models, a resumed checkpoint's contents) is `cnnlab.run.machine_checks`'.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from omegaconf import DictConfig
 
 from cnnlab.data.checks import check_byte_size, check_data
 from cnnlab.errors import CnnlabError, Problems, is_int, is_number
-from cnnlab.models.checks import check_model
-from cnnlab.models.optimization import check_optimizer
+from cnnlab.models.checks import TTA_MODES, check_model, check_optimizer
 from cnnlab.models.schedules import check_scheduler
-from cnnlab.transfer.policy import TransferConfig
+from cnnlab.transfer.config import TransferConfig
 from cnnlab.utils.config import resolved_config
 
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
@@ -50,6 +49,35 @@ SET_BY_CNNLAB = {
     "plugins": "cnnlab installs its atomic, code-free checkpoint IO; other plugins are not supported",
     "model_registry": "uploading to Lightning's model registry is not supported (it needs litmodels and a network)",
 }
+
+
+# Where the modules of cnnlab 0.1 went in 0.2 (the package was redrawn): a user's config naming an old path gets
+# the new one, instead of Hydra's "Error locating target".
+MOVED_MODULES = {"cnnlab.callbacks": "cnnlab.run.callbacks", "cnnlab.sweeps": "cnnlab.run.sweeps",
+                 "cnnlab.builders": "cnnlab.run.builders", "cnnlab.tuning": "cnnlab.run.tuning",
+                 "cnnlab.checkpoints": "cnnlab.run.checkpoints", "cnnlab.inference": "cnnlab.run.inference",
+                 "cnnlab.config_checks": "cnnlab.run.checks", "cnnlab.train": "cnnlab.run.training",
+                 "cnnlab.evaluate": "cnnlab.run.evaluation", "cnnlab.predict": "cnnlab.run.prediction",
+                 "cnnlab.export": "cnnlab.run.exporting", "cnnlab.explain": "cnnlab.run.explaining",
+                 "cnnlab.summary": "cnnlab.run.layers", "cnnlab.optimize": "cnnlab.run.sharding",
+                 "cnnlab.study": "cnnlab.run.study", "cnnlab.baselines": "cnnlab.run.baselines"}  # fmt: skip
+
+
+def check_moved_targets(values: Any, problems: Problems, where: str = "") -> None:
+    """Every `_target_` (at any depth) that names a module of cnnlab 0.1 which moved: the new name to write."""
+    if isinstance(values, Mapping):
+        target = values.get("_target_")
+        if isinstance(target, str):
+            module = target.rsplit(".", 1)[0]
+            for old, new in MOVED_MODULES.items():
+                if module == old or module.startswith(old + "."):
+                    problems.add(f"{where}_target_={target}: {old} moved to {new} in cnnlab 0.2; write "
+                                 f"_target_: {new}{target[len(old):]}")  # fmt: skip
+        for key, value in values.items():
+            check_moved_targets(value, problems, f"{where}{key}.")
+    elif isinstance(values, list):
+        for index, value in enumerate(values):
+            check_moved_targets(value, problems, f"{where}{index}.")
 
 
 def check_trainer(values: Mapping[str, Any], problems: Problems) -> None:
@@ -207,6 +235,7 @@ def values_of(cfg: DictConfig) -> dict[str, Any]:
 
 def train_problems(values: Mapping[str, Any], problems: Problems) -> None:
     """The rules of a training config (also those of `cnnlab layers`, which builds the same model)."""
+    check_moved_targets(values, problems)
     problems.int_at_least("seed", values.get("seed"), 0)
     check_data(values.get("data") or {}, problems)
     check_model(values.get("model") or {}, problems)
@@ -230,7 +259,7 @@ def check_train_config(cfg: DictConfig) -> None:
     problems.raise_if_any("invalid configuration (nothing was run)")
 
 
-TTA_CHOICES = (None, "none", "flip", "shift", "flip_shift")
+TTA_CHOICES = (None, *TTA_MODES)  # null: the checkpoint's own model.tta
 EXPORT_FORMATS = ("onnx", "torchscript")
 VIEWS = ("cam", "features")
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "eigengradcam", "scorecam")
@@ -239,6 +268,7 @@ CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eige
 def checkpoint_problems(values: Mapping[str, Any], problems: Problems) -> None:
     """`ckpt_path` (required), `tta` and `trust` of the verbs that load a checkpoint (eval, predict, export,
     explain); what the file holds is checked when it is read."""
+    check_moved_targets(values, problems)
     ckpt = values.get("ckpt_path")
     if ckpt is None or ckpt == "":
         problems.add("ckpt_path is required: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt (or last.ckpt).")

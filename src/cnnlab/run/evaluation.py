@@ -1,4 +1,4 @@
-"""cnnlab-eval: a checkpoint on the test split of its own data (or another `data=`): metrics.json with
+"""cnnlab eval: a checkpoint on the test split of its own data (or another `data=`): metrics.json with
 accuracy, the model's own loss and per-class precision / recall / F1, a confusion matrix image, the most confident
 mistakes. Works with any DataModule that meets cnnlab's contract (see cnnlab.data.DataInfo)."""
 
@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.io import write_png
 
+from cnnlab import metrics as M
 from cnnlab.errors import CnnlabError
 from cnnlab.run.builders import build_datamodule, build_loggers
 from cnnlab.run.checkpoints import resolve_checkpoint, trained_data_config
@@ -35,10 +36,10 @@ def classification_report(confusion: torch.Tensor, class_names: list[str]) -> di
     columns = zip(class_names, precision.tolist(), recall.tolist(), f1.tolist(), confusion.sum(1).tolist(), strict=True)
     per_class = {name: {"precision": p, "recall": r, "f1": f, "support": int(s)} for name, p, r, f, s in columns}
     return {
-        "test/acc": float(true_pos.sum() / confusion.sum()),
-        "macro/precision": float(precision.mean()),
-        "macro/recall": float(recall.mean()),
-        "macro/f1": float(f1.mean()),
+        M.TEST_ACC: float(true_pos.sum() / confusion.sum()),
+        M.MACRO_PRECISION: float(precision.mean()),
+        M.MACRO_RECALL: float(recall.mean()),
+        M.MACRO_F1: float(f1.mean()),
         "per_class": per_class,
         "confusion_matrix": confusion.long().tolist(),
     }
@@ -73,7 +74,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
     confusion.index_put_((run.labels, run.preds), torch.ones_like(run.labels), accumulate=True)
     report = classification_report(confusion, model.class_names)
-    report["test/loss"] = run.loss
+    report[M.TEST_LOSS] = run.loss
     report["tta"] = model.tta
     report.update({"checkpoint": str(checkpoint), "data": info.name, "images": len(run.labels)})
 
@@ -84,14 +85,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if grid is not None:
         grid.save(output_dir / "mistakes.png")
     for writer in tensorboard_writers(build_loggers(cfg) or []):
-        for key in ("test/acc", "test/loss", "macro/precision", "macro/recall", "macro/f1"):
+        for key in (M.TEST_ACC, M.TEST_LOSS, M.MACRO_PRECISION, M.MACRO_RECALL, M.MACRO_F1):
             writer.add_scalar(f"eval/{key}", report[key], 0)
         writer.add_image("eval/confusion_matrix", picture, 0)
         if grid is not None:
             writer.add_image("eval/mistakes", torch.from_numpy(np.array(grid)).permute(2, 0, 1), 0)
         writer.close()
-    log.info("test/acc %.4f, test/loss %.4f, macro F1 %.4f on %d %s test images -> %s", report["test/acc"],
-             report["test/loss"], report["macro/f1"], len(run.labels), info.name, output_dir)  # fmt: skip
+    log.info("test/acc %.4f, test/loss %.4f, macro F1 %.4f on %d %s test images -> %s", report[M.TEST_ACC],
+             report[M.TEST_LOSS], report[M.MACRO_F1], len(run.labels), info.name, output_dir)  # fmt: skip
     return report
 
 
@@ -106,4 +107,4 @@ def _mistakes_grid(run: TestRun, names: list[str]):
 
 def run(cfg: DictConfig) -> float:
     """Evaluate a checkpoint; returns its test accuracy."""
-    return evaluate(cfg)["test/acc"]
+    return evaluate(cfg)[M.TEST_ACC]

@@ -1,4 +1,4 @@
-"""cnnlab-explain ckpt_path=<file> inputs=<file | dir | glob>: look inside a trained classifier.
+"""cnnlab explain ckpt_path=<file> inputs=<file | dir | glob>: look inside a trained classifier.
 
 - what=cam (default): for every image, the class activation map of `method` (Grad-CAM and its family, by
   pytorch-grad-cam) at `layer` (the last conv stage unless named) laid over the image, with the top-k predictions;
@@ -7,7 +7,7 @@
   their rank correlation to the trained maps; a map that survives the destruction is flagged.
 - what=features: for the first image, the strongest channels of every conv stage, and the first layer's filters.
 
-Images are decoded as cnnlab-predict decodes them; unreadable files are named and skipped (exit code 1).
+Images are decoded as cnnlab predict decodes them; unreadable files are named and skipped (exit code 1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""cnnlab-export ckpt_path=<file> format=onnx|torchscript: the whole model, preprocessing included, as one
+"""cnnlab export ckpt_path=<file> format=onnx|torchscript: the whole model, preprocessing included, as one
 file that takes uint8 images (N, C, H, W); checked on export to give the checkpoint's logits."""
 
 from __future__ import annotations

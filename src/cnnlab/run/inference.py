@@ -13,7 +13,7 @@ import torch
 from cnnlab.data.images import MAX_PIXELS, decode_many, expand_inputs
 from cnnlab.errors import CnnlabError, is_int
 from cnnlab.models import ImageClassifier
-from cnnlab.models.tta import TTA_MODES
+from cnnlab.models.checks import TTA_MODES
 from cnnlab.run.checkpoints import load_classifier
 
 log = logging.getLogger("cnnlab.run.inference")
@@ -61,7 +61,7 @@ def load_for_inference(cfg: Any, device: str | None = None) -> ImageClassifier:
 
 
 def use_tta(model: ImageClassifier, mode: str | None) -> ImageClassifier:
-    """`tta=<mode>` of cnnlab-eval / predict / export: the checkpoint's own `model.tta` when null, else `mode`."""
+    """`tta=<mode>` of cnnlab eval / predict / export: the checkpoint's own `model.tta` when null, else `mode`."""
     if mode is not None:
         if mode not in TTA_MODES:
             raise CnnlabError(f"tta={mode!r}: use one of {', '.join(TTA_MODES)}, or null for the checkpoint's own "

@@ -1,7 +1,7 @@
-"""cnnlab-summary [model=...] [data=...] [transfer=...]: the model cnnlab-train would build, layer by layer - output
+"""cnnlab layers [model=...] [data=...] [transfer=...]: the model cnnlab train would build, layer by layer - output
 shape, parameters, trainable or frozen under the transfer mode, multiply-adds for the data's image size - with the
 totals, a timm backbone's published parameter count, and what its first conv would cost without weight sharing.
-Written to <run dir>/model_summary.json as well. (Not cnnlab-summarize, which tabulates a sweep.)"""
+Written to <run dir>/model_summary.json as well. (Not cnnlab report, which tabulates a sweep.)"""
 
 from __future__ import annotations
 

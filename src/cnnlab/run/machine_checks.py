@@ -1,6 +1,7 @@
 """The checks that depend on this machine and its files, after `cnnlab.run.checks`' config rules have passed:
-whether the GPUs a trainer asks for are here, whether Lightning knows the strategy, and whether a checkpoint to
-resume reads. They import torch and Lightning, which is why they are not in `cnnlab.run.checks`."""
+whether the GPUs a trainer asks for are here, whether Lightning knows the strategy, whether the installed timm has
+the backbone named, and whether a checkpoint to resume reads. They import torch, Lightning and timm, which is why
+they are not in `cnnlab.run.checks`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig
 
 from cnnlab.errors import Problems, is_int
+from cnnlab.models.backbones import check_timm_name
+from cnnlab.models.checks import TIMM_BACKBONE
 from cnnlab.run.checkpoints import check_resume, checkpoint_dir
 from cnnlab.run.checks import values_of
 
@@ -42,10 +45,20 @@ def check_hardware(values: Mapping[str, Any], problems: Problems) -> None:
                        "registered strategies)")  # fmt: skip
 
 
+def check_backbone_name(model: Mapping[str, Any], problems: Problems) -> None:
+    """`model.backbone.name` of a timm backbone against the installed timm's models: only importing timm (~0.5 s,
+    after torch) tells, so `cnnlab <verb>` answers it here, once the work has started - still before any data is
+    read. The rest of the backbone's values were checked before the import (`cnnlab.models.checks`)."""
+    backbone = model.get("backbone") or {}
+    if backbone.get("_target_") == TIMM_BACKBONE:
+        check_timm_name(backbone.get("name"), problems)
+
+
 def check_on_this_machine(cfg: DictConfig) -> None:
-    """A training config against this machine: its hardware, and the checkpoint it resumes from."""
+    """A training config against this machine: its hardware, its timm, and the checkpoint it resumes from."""
     values, problems = values_of(cfg), Problems()
     check_hardware(values.get("trainer") or {}, problems)
+    check_backbone_name(values.get("model") or {}, problems)
     if values.get("train"):
         check_resume(values.get("ckpt_path"), checkpoint_dir(cfg), problems)
     problems.raise_if_any("invalid configuration for this machine (nothing was run)")

@@ -1,4 +1,4 @@
-"""cnnlab-predict ckpt_path=<file> inputs=<file | dir | glob>: top-k labels for image files.
+"""cnnlab predict ckpt_path=<file> inputs=<file | dir | glob>: top-k labels for image files.
 
 Files are decoded to the channels and size the model was trained on, then go through the model's own
 preprocessing, batched. Unreadable files are reported by name and skipped; the exit code says if any were.
@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from cnnlab.run.checks import check_predict_config
 from cnnlab.run.inference import decoded_batches, image_files, labelled, load_for_inference, predict_tensors
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, record_exit_code
-from cnnlab.utils.io import csv_cell, printable, write_json_atomic, write_text_atomic
+from cnnlab.utils.io import write_json_atomic, write_text_atomic
+from cnnlab.utils.text import csv_cell, printable
 
 log = logging.getLogger("cnnlab.run.prediction")
 

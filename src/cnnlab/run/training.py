@@ -1,4 +1,4 @@
-"""cnnlab-train: compose the config, build data + model + trainer, fit, test the best, write metrics.json."""
+"""cnnlab train: compose the config, build data + model + trainer, fit, test the best, write metrics.json."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab import metrics as M
 from cnnlab.inspection.summary import summarize_model
 from cnnlab.run.builders import (
     build_callbacks,
@@ -20,7 +21,8 @@ from cnnlab.run.builders import (
     step_settings,
     with_feature_cache,
 )
-from cnnlab.run.callbacks import TrainingInterrupted, in_saving_order
+from cnnlab.run.callbacks.interruption import TrainingInterrupted
+from cnnlab.run.callbacks.ordering import in_saving_order
 from cnnlab.run.checkpoints import (
     check_weights_fit,
     checkpoint_dir,
@@ -30,12 +32,13 @@ from cnnlab.run.checkpoints import (
 )
 from cnnlab.run.checks import check_train_config
 from cnnlab.run.machine_checks import check_on_this_machine
-from cnnlab.run.sweeps import swept_keys
 from cnnlab.run.tuning import find_lr, use_lr
 from cnnlab.utils.cli import is_multirun, record_exit_code
-from cnnlab.utils.config import resolved_config, split_override
+from cnnlab.utils.config import resolved_config
 from cnnlab.utils.io import write_json_atomic
+from cnnlab.utils.overrides import split_override, swept_keys
 from cnnlab.utils.rundir import is_resume, owning_run_dir, resume_command
+from cnnlab.utils.tables import metrics_table
 from cnnlab.utils.tensorboard import log_hparams
 
 log = logging.getLogger("cnnlab.run.training")
@@ -65,7 +68,7 @@ def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dic
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, info = build_datamodule(cfg.data)
     model = build_model(cfg, info, datamodule)
-    model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab-eval rebuilds the data from it
+    model.run_config = resolved_config(cfg)  # stored in every checkpoint: cnnlab eval rebuilds the data from it
     model.set_step_settings(step_settings(cfg.trainer))
     datamodule = with_feature_cache(model, datamodule, Path(cfg.paths.cache_dir))
     report = summarize_model(model)
@@ -118,7 +121,9 @@ def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dic
     if trainer.is_global_zero:
         write_json_atomic(output_dir / "metrics.json", summary)
         log_hparams(trainer.loggers, resolved_config(cfg), metrics, _table_overrides())
-        log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+        rows = metrics_table(metrics).splitlines()
+        # One record, a row an argument: the log filter escapes line breaks inside arguments, not in cnnlab's format.
+        log.info("final metrics:" + "\n  %s" * len(rows), *rows)
         log.info("outputs: %s", output_dir)
     return summary
 
@@ -174,7 +179,7 @@ def _final_metrics(callback_metrics: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in callback_metrics.items()
-        if k.startswith(("train/", "val/", "test/")) and not k.endswith(("_step", "_epoch"))
+        if k.startswith(M.STAGES) and not k.endswith(("_step", "_epoch"))
     }
 
 

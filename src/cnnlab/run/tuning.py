@@ -1,4 +1,4 @@
-"""`cnnlab-train tune=lr_find`: Lightning's LR range test on the run's own model, data and optimizer, before training.
+"""`cnnlab train tune=lr_find`: Lightning's LR range test on the run's own model, data and optimizer, before training.
 
 Lightning's `Tuner.lr_find` runs the sweep (every param group at the same exponentially rising LR, the smoothed loss
 per step, a stop when it diverges) and restores the model; cnnlab draws the loss-vs-LR curve (run dir and

@@ -1,5 +1,5 @@
-"""What every entry point shares: one way to become a console script, user errors as one clear message and exit
-code 2 (not a traceback), a console without third-party noise."""
+"""What every verb shares: user errors as one clear message and exit code 2 (not a traceback), a refused command's
+run dir discarded, a console without third-party noise."""
 
 from __future__ import annotations
 
@@ -7,20 +7,18 @@ import functools
 import logging
 import os
 import re
-import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TypeVar
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import CnnlabError, find_user_error
-from cnnlab.utils.config import CONF_PATH, use_user_configs
-from cnnlab.utils.io import printable
-from cnnlab.utils.rundir import register_resolvers
+from cnnlab.utils.rundir import discard_if_untouched
+from cnnlab.utils.text import printable
 
 log = logging.getLogger("cnnlab")
 T = TypeVar("T")
@@ -61,9 +59,29 @@ def reports_user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig
                 raise
             log.error("error: %s", user_error)
             record_exit_code(USER_ERROR_EXIT_CODE)
+            _discard_refused_run_dir()
             return None
 
     return wrapper
+
+
+def _discard_refused_run_dir() -> None:
+    """A refused command writes nothing: its run dir goes when it holds only what Hydra wrote before the refusal."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", throw_on_missing=False)
+    if output_dir:
+        _close_log_files_in(Path(output_dir))
+        discard_if_untouched(output_dir, (hydra_cfg.output_subdir or ".hydra", f"{hydra_cfg.job.name}.log"))
+
+
+def _close_log_files_in(folder: Path) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent.resolve() == folder.resolve():
+            root.removeHandler(handler)
+            handler.close()
 
 
 class _EscapeArguments(logging.Filter):
@@ -113,21 +131,3 @@ def quiet_third_party_noise() -> None:
                             category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")  # fmt: skip
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
                             "interval", module=r"lightning\.pytorch\.loops\.fit_loop")  # fmt: skip
-
-
-def hydra_cli(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
-    """The console script of an entry point: compose `<config_name>.yaml` (cnnlab's configs and the user's) with the
-    command line, run `task` on it, and exit with the recorded code (2 for a user error, 1 when part of the work
-    failed); the task's return value (a sweep's metric) never becomes the exit code."""
-
-    def cli() -> None:
-        register_resolvers()
-        quiet_third_party_noise()
-        use_user_configs()
-        main = hydra.main(version_base="1.3", config_path=CONF_PATH, config_name=config_name)
-        main(reports_user_errors(task))()
-        if _exit_code:
-            sys.exit(_exit_code)
-
-    cli.__doc__ = f"cnnlab's console script for {config_name}.yaml: {(task.__doc__ or '').strip().splitlines()[0]}"
-    return cli

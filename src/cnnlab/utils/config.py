@@ -75,12 +75,6 @@ def make_user_projects_importable() -> None:
             sys.path.append(project)
 
 
-def split_override(override: str) -> tuple[str, str]:
-    """A command-line override as (key, value): `+trainer.profiler=simple` -> (`trainer.profiler`, `simple`)."""
-    key, _, value = str(override).lstrip("+~").partition("=")
-    return key, value
-
-
 def build(config: Any, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate`, except that a CnnlabError raised inside reaches the caller as itself (Hydra wraps
     it in an InstantiationException whose message repeats the call)."""

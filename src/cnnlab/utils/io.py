@@ -1,5 +1,5 @@
 """Files written so that a kill at any moment leaves either the old file or the new one, never half; and
-files read so that nothing in them can run code.
+files read so that nothing in them can run code. (Text made safe to show is `cnnlab.utils.text`'s.)
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
-
-import torch
 
 from cnnlab.errors import CnnlabError
 
@@ -41,25 +39,6 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
-# Characters that would change how a line reads in a terminal or a log: control characters (newlines forging a log
-# line, ANSI escapes) and the bidirectional overrides of Unicode (text shown in another order than it is).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so as a formula
-
-
-def printable(text: Any, keep: str = "") -> str:
-    """`text` for a log line or a terminal: each control character but those in `keep` shown as its escape (\\n,
-    \\x1b), the rest kept as it is (accents, CJK)."""
-    return _UNPRINTABLE.sub(lambda m: m.group() if m.group() in keep else repr(m.group())[1:-1], str(text))
-
-
-def csv_cell(text: Any) -> str:
-    """A value cnnlab did not write itself (a file or class name) as a CSV cell a spreadsheet shows, never runs:
-    a leading formula character gets OWASP's `'` prefix, control characters their escapes."""
-    text = printable(text)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
-
-
 def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda handle: handle.write(text.encode()))
 
@@ -76,6 +55,8 @@ def load_without_code(path: str | Path, what: str) -> Any:
     """`torch.load` of `path` with `weights_only=True` (tensors and plain data, plus SAFE_GLOBALS): a file whose
     pickle names a function or class would run code when read, and is refused with an error naming it. `what` names
     the setting the file came from (`ckpt_path`, `model.weights`, ...) for the message."""
+    import torch  # lazy: the atomic writers here serve start-up paths that must not wait for torch (cnnlab report)
+
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True)

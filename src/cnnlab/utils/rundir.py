@@ -3,7 +3,7 @@
 A run claims its directory before anything is written there (`claim_run_dir`): a lock file that one process holds
 (`flock`, released by the kernel when the process ends, however it ends, so a lock left by a killed run is seen to be
 stale), and a refusal to start a new run in a directory that already holds one - the run there would be mixed with,
-or overwritten by, the new one. Resuming (`cnnlab-train ... ckpt_path=`) is the one way back into a used run dir.
+or overwritten by, the new one. Resuming (`cnnlab train ... ckpt_path=`) is the one way back into a used run dir.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import socket
 import sys
 import time
@@ -26,11 +27,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import CnnlabError
+from cnnlab.utils.overrides import swept_keys, swept_overrides
 
 log = logging.getLogger("cnnlab")
 LOCK_NAME = ".cnnlab.lock"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # Lightning's DDP children, torchrun, SLURM
 _claims: dict[Path, int] = {}  # run dir -> the descriptor of its lock file, held by this process
+_created: set[Path] = set()  # the run dirs this process made (unique_dir): only those may be discarded
 
 
 def unique_dir(base: str) -> str:
@@ -42,6 +45,7 @@ def unique_dir(base: str) -> str:
             candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
             try:
                 os.mkdir(candidate)
+                _created.add(candidate.resolve())
                 return str(candidate)
             except FileExistsError:
                 continue
@@ -54,6 +58,22 @@ def unique_dir(base: str) -> str:
         )
         raise SystemExit(2) from err
     raise RuntimeError(f"could not create a unique run directory next to {base}")
+
+
+def discard_if_untouched(path: str | Path, own: Iterable[str]) -> bool:
+    """Remove the run dir `path` of a refused command when this process made it and it holds nothing but `own` (the
+    launcher's `.hydra/` and log, whose only news is the refusal already printed) and the lock: a refused command
+    leaves nothing behind. Any other file - a checkpoint, a resumed run's logs - keeps the directory."""
+    path = Path(path).resolve()
+    if path not in _created or not path.is_dir():
+        return False
+    if not set(os.listdir(path)) <= {*own, LOCK_NAME}:
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    _created.discard(path)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the day's folder, when this was its only run
+    return True
 
 
 MAX_NAME = 150  # file systems allow 255 bytes; leave room for the _2, _3 suffixes
@@ -80,6 +100,14 @@ def unique_subdir(parent: str, name: str) -> str:
     return Path(unique_dir(str(Path(parent) / short_name(safe_name(name))))).name
 
 
+def job_dir_name(num: int, sweep_dir: str, overrides: Iterable[str]) -> str:
+    """A sweep job's dir name before `unique_subdir` makes it safe: its number and the values the sweep varies
+    (`3_optimizer.lr=0.001,seed=1`; just `3` when nothing varies). The values every job shares would only repeat
+    in every name; job.json and .hydra/overrides.yaml keep them all."""
+    swept = swept_overrides(overrides, swept_keys(sweep_dir))
+    return f"{num}_{','.join(swept)}" if swept else str(num)
+
+
 def ensure_dir(path: str) -> str:
     """`path`, created if missing: for files opened before Hydra makes the dir (the Optuna study's SQLite db
     when hydra.sweep.dir names a new directory)."""
@@ -87,14 +115,23 @@ def ensure_dir(path: str) -> str:
     return path
 
 
+def verb_folder(task_name: str) -> str:
+    """The folder under `paths.log_dir` a verb's run dirs go to: `runs/` for trainings only, `<verb>/` for the
+    others (eval, predict, export, explain, layers, shards), so that outputs/runs/ lists trainings and nothing else."""
+    return "runs" if task_name == "train" else safe_name(str(task_name))
+
+
 def register_resolvers() -> None:
     # use_cache: resolved once per config, like Hydra's ${now:}; Hydra copies the cache into each sweep job's
     # config, so every access to a run or sweep dir sees the same directory.
     resolvers = (("unique_dir", unique_dir), ("unique_subdir", unique_subdir), ("cwd", os.getcwd),
-                 ("ensure_dir", ensure_dir))  # fmt: skip
+                 ("ensure_dir", ensure_dir), ("verb_folder", verb_folder))  # fmt: skip
     for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
+    # Not cached: a cache is keyed by the arguments' text (`${hydra.job.num}`), which every job's config shares.
+    if not OmegaConf.has_resolver("job_dir_name"):
+        OmegaConf.register_new_resolver("job_dir_name", job_dir_name)
 
 
 def is_main_process() -> bool:
@@ -105,7 +142,7 @@ def is_main_process() -> bool:
 def resume_command(overrides: Iterable[str], output_dir: str | Path) -> str:
     """The command that resumes the run of `overrides` in `output_dir`, quoted to paste into a shell."""
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
-    return shlex.join(["cnnlab-train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
+    return shlex.join(["cnnlab", "train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"])
 
 
 def claim_run_dir(path: str | Path, reuse: bool, resume_hint: str, own: Iterable[str] = ()) -> bool:
@@ -187,7 +224,7 @@ def owning_run_dir(path: str | Path, reuse: bool, resume_hint: str, own: Iterabl
 
 
 def is_resume(config: Any) -> bool:
-    """`cnnlab-train ... ckpt_path=<file | last>`: the one run that may go on in a used run dir."""
+    """`cnnlab train ... ckpt_path=<file | last>`: the one run that may go on in a used run dir."""
     return config.get("task_name") == "train" and bool(config.get("train")) and config.get("ckpt_path") is not None
 
 

@@ -12,7 +12,8 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from PIL import Image, ImageDraw
 from torch.utils.tensorboard.summary import hparams
 
-from cnnlab.utils.config import split_override
+from cnnlab import metrics as M
+from cnnlab.utils.overrides import split_override
 
 
 def tensorboard_writers(loggers: Sequence[Logger]) -> list[Any]:
@@ -63,8 +64,7 @@ def log_hparams(loggers: Sequence[Logger], config: Mapping[str, Any], metrics: M
     writers = tensorboard_writers(loggers)
     if not writers:
         return
-    first = ("test/acc", "val/acc_best", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss")
-    ordered = {k: metrics[k] for k in first if k in metrics} | dict(metrics)  # the headline metrics first
+    ordered = {k: metrics[k] for k in M.HEADLINE if k in metrics} | dict(metrics)  # the headline metrics first
     experiment, session_start, session_end = hparams(table_hparams(config, overrides), ordered)
     text = "```\n" + yaml.safe_dump(dict(config), sort_keys=False, width=120) + "```"
     for writer in writers:
@@ -123,6 +123,6 @@ def log_confusion_matrix(
     loggers: Sequence[Logger], matrix: torch.Tensor, class_names: Sequence[str], step: int
 ) -> None:
     for writer in tensorboard_writers(loggers):
-        writer.add_image("test/confusion_matrix", render_confusion_matrix(matrix.cpu(), class_names), step)
-        writer.add_text("test/confusion_matrix", confusion_markdown(matrix.cpu(), class_names), step)
+        writer.add_image(M.TEST_CONFUSION, render_confusion_matrix(matrix.cpu(), class_names), step)
+        writer.add_text(M.TEST_CONFUSION, confusion_markdown(matrix.cpu(), class_names), step)
         writer.flush()
