@@ -28,11 +28,14 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist, where apt is availa
 train: install  ## the main job; pass overrides with ARGS="model=... data=..."
 	$(BIN)/cnnlab train $(ARGS)
 
+# Two workers, a test file each at a time (its module fixtures trained once), one torch thread each (tests/conftest.py).
+PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
+
 test: install  ## the whole suite, slow tests included (what CI runs); prints the 30 slowest tests
-	$(BIN)/pytest -q --durations=30
+	$(PYTEST) --durations=30
 
 test-fast: install  ## skip the `slow` tests: the notebooks and the wheel-in-a-fresh-venv run
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint:  ## ruff, and the layer contracts (import-linter, see pyproject.toml)
 	$(BIN)/ruff check src tests benchmarks docs

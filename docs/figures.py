@@ -65,7 +65,7 @@ def load(path: Path = FIGURES_FILE) -> dict[str, dict[str, str]]:
 
 
 def save(figures: dict, path: Path = FIGURES_FILE) -> None:
-    path.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _blank(text: str) -> str:

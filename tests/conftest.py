@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,14 @@ import pytest
 from omegaconf import DictConfig, open_dict
 
 from cnnlab.utils.config import compose_config as package_compose
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores (`make test` runs `pytest -n 2`): one thread each, for them and the processes their
+    # tests start, instead of two each fighting over both cores (measured: see README, "Two commands").
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -1,4 +1,4 @@
-"""The README's table of bad inputs: each gets one clear message, fast, and nothing already written is touched.
+"""The bad inputs of docs/errors.md's table: each gets one clear message, fast, and nothing written is touched.
 
 Rows marked `before_data` must be answered before any dataset is read (the DataModule's setup is booby-trapped);
 the others are about the data files themselves, so they are answered while reading them.
@@ -118,10 +118,10 @@ def test_every_problem_is_listed_in_one_message(make_cfg, monkeypatch):
         assert key in message
 
 
-def test_the_readme_table_lists_every_case():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    missing = [case_id for case_id, *_ in CASES if f"`{case_id}`" not in readme]
-    assert not missing, f"README's bad-input table lacks {missing}"
+def test_the_docs_table_lists_every_case():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    missing = [case_id for case_id, *_ in CASES if f"`{case_id}`" not in table]
+    assert not missing, f"docs/errors.md's bad-input table lacks {missing}"
 
 
 def test_the_training_tools_keys_are_checked_in_the_same_one_message(make_cfg, monkeypatch):

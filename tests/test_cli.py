@@ -90,6 +90,8 @@ def test_help_of_a_group_lists_its_keys_as_composed(capsys):
         (["train", "model=convnext_tiny"], "model=timm model.backbone.name=<timm name>"),
         (["train", "optimizer.lrr=0.1"], "did you mean optimizer.lr"),
         (["train", "sead=1"], "did you mean seed"),
+        (["train", "max_epochs=3"], "did you mean trainer.max_epochs"),  # a key of a group, given at the top
+        (["train", "model.lr=0.1"], "did you mean optimizer.lr"),
         (["train", "trainer.max_epochs=abc"], "trainer.max_epochs='abc'"),
         (["train", "data.train_size=[1,"], "cannot read the override"),
         (["train", "-m", "model=cnn,resnet5O"], "did you mean resnet50"),  # the second job's value, before the first

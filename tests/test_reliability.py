@@ -194,7 +194,7 @@ def test_an_interrupted_sweep_job_resumes_from_the_command_it_printed(tmp_path, 
     code, output = train_until_sigterm(args, tmp_path, after_steps=5)
     assert code == 128 + signal.SIGTERM, output[-2000:]
     command = next(line.strip() for line in output.splitlines() if line.strip().startswith("cnnlab train "))
-    pasted = shlex.split(command)[1:]  # what a shell makes of the printed line
+    pasted = shlex.split(command)[2:]  # what a shell makes of the printed line, after `cnnlab train`
     job_dir = Path(next(a for a in pasted if a.startswith("hydra.run.dir=")).split("=", 1)[1])
     assert job_dir.name.startswith("0_") and "optimizer.lr-0.001" in job_dir.name and "=" not in job_dir.name
     assert (job_dir / "checkpoints" / "last.ckpt").is_file()

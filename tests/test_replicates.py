@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import t
 
-from cnnlab.commands.report import cli as summarize_cli
+from cnnlab.commands.report import run as report_cli
 from cnnlab.run.sweeps.records import read_jobs
 from cnnlab.run.sweeps.replicates import compare, group_jobs
 from cnnlab.run.sweeps.report import write_summary
@@ -79,7 +79,7 @@ def test_compare_says_better_or_no_difference(sweep, capsys):
     same = compare(sweep, "lr=0.1", "lr=0.1", "val/acc_best")
     assert same.verdict().startswith("no difference detectable with n=3")
     with pytest.raises(SystemExit) as exit_info:
-        summarize_cli([str(sweep), "--compare", "lr=0.1", "lr=0.2"])
+        report_cli([str(sweep), "--compare", "lr=0.1", "lr=0.2"])
     assert exit_info.value.code == 1  # a job of the sweep failed
     assert "is better than" in capsys.readouterr().out and (sweep / "groups.png").is_file()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.commands.report import cli as summarize_cli
+from cnnlab.commands.report import run as report_cli
 
 TINY = ["data.train_size=200", "trainer.max_epochs=1", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
@@ -64,7 +64,7 @@ def test_failing_job_does_not_take_the_sweep_down(tmp_path, fashion_dir):
     assert json.loads((failed_job / "job.json").read_text())["status"] == "failed"
     # The summary can be rebuilt at any time; its exit code also says a job failed.
     with pytest.raises(SystemExit) as exit_info:
-        summarize_cli([str(sweep)])
+        report_cli([str(sweep)])
     assert exit_info.value.code == 1
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _API = ("compose", "load_classifier", "predict", "train")
 __all__ = ["__version__", "compose", "load_classifier", "predict", "train"]

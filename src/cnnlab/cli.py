@@ -279,16 +279,28 @@ def _composition_message(verb: Verb, err: Exception, overrides: list[str]) -> st
         return text.split("\nSee https://", 1)[0]
     key = found.group(1)
     parent, _, leaf = key.rpartition(".")
-    known = config_keys(verb.config, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], parent)
-    close = difflib.get_close_matches(leaf, known, n=3, cutoff=0.6)
+    others = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
+    known = config_keys(verb.config, others, parent)
+    close = [f"{parent}.{c}" if parent else c for c in difflib.get_close_matches(leaf, known, n=3, cutoff=0.6)]
+    close = close or keys_named_like(leaf, config_keys(verb.config, others, "", nested=True))
     where = f"the {parent} group" if parent else f"cnnlab {verb.name}'s config"
     message = f"{key} is not a key of {where}"
-    message += f" (did you mean {', '.join(f'{parent}.{c}' if parent else c for c in close)}?)" if close else ""
+    message += f" (did you mean {', '.join(close)}?)" if close else ""
     if parent == "trainer":
         message += "; any other Lightning Trainer argument can be added with +trainer.<argument>=<value>"
     else:
         message += f"; `cnnlab {verb.name} --help{' ' + parent.split('.')[0] if parent else ''}` lists the keys"
     return message + "."
+
+
+def keys_named_like(leaf: str, keys: list[str]) -> list[str]:
+    """The dotted keys elsewhere in the config whose last part is (close to) `leaf`: `max_epochs=3` at the top is
+    `trainer.max_epochs`, `model.lr` is `optimizer.lr`."""
+    by_leaf: dict[str, list[str]] = {}
+    for key in keys:
+        by_leaf.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=2, cutoff=0.8)
+    return [key for name in close for key in by_leaf[name]][:3]
 
 
 def verb_help(verb: Verb, args: list[str]) -> str:

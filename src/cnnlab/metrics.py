@@ -1,7 +1,8 @@
 """Metric names, defined once: logged by the LightningModule and cnnlab eval, read by entry points, callbacks, sweeps,
 reports and TensorBoard. Configs name them as strings (`optimized_metric`, `monitor`): the same strings as here."""
 
-STAGES = ("train/", "val/", "test/")  # the prefixes of the metrics a training run logs
+TRAIN_PREFIX, VAL_PREFIX, TEST_PREFIX = "train/", "val/", "test/"
+STAGES = (TRAIN_PREFIX, VAL_PREFIX, TEST_PREFIX)  # the prefixes of the metrics a training run logs
 
 TRAIN_LOSS = "train/loss"
 TRAIN_LOSS_STEP = "train/loss_step"  # the per-step curve, every `trainer.log_every_n_steps`

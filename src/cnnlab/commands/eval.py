@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from cnnlab import metrics as M
 from cnnlab.commands import Verb
 from cnnlab.run.checks import check_eval_config
 
@@ -12,7 +13,7 @@ def run(cfg: DictConfig) -> float:
     """Evaluate a checkpoint; returns its test accuracy."""
     from cnnlab.run.evaluation import evaluate  # lazy: torch loads once the config has passed
 
-    return evaluate(cfg)["test/acc"]
+    return evaluate(cfg)[M.TEST_ACC]
 
 
 VERB = Verb(

@@ -25,7 +25,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _refuse(message: str) -> None:
-    print(f"cnnlab report: {message}", file=sys.stderr)
+    print(f"cnnlab report: error: {message}", file=sys.stderr)
     sys.exit(USER_ERROR_EXIT_CODE)
 
 

@@ -36,7 +36,7 @@ from cnnlab.run.tuning import find_lr, use_lr
 from cnnlab.utils.cli import is_multirun, record_exit_code
 from cnnlab.utils.config import resolved_config
 from cnnlab.utils.io import write_json_atomic
-from cnnlab.utils.overrides import split_override, swept_keys
+from cnnlab.utils.overrides import swept_keys, swept_overrides
 from cnnlab.utils.rundir import is_resume, owning_run_dir, resume_command
 from cnnlab.utils.tables import metrics_table
 from cnnlab.utils.tensorboard import log_hparams
@@ -106,7 +106,7 @@ def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dic
     if cfg.test:
         ckpt = best or (None if cfg.train else cfg.ckpt_path)
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-        metrics.update({k: v for k, v in _final_metrics(trainer.callback_metrics).items() if k.startswith("test/")})
+        metrics.update({k: v for k, v in _final_metrics(trainer.callback_metrics).items() if k.startswith(M.TEST_PREFIX)})
 
     summary: dict[str, Any] = {
         **metrics,
@@ -117,7 +117,7 @@ def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dic
         "duration_s": round(time.perf_counter() - started, 2),
     }
     if cfg.test and getattr(model, "last_confusion", None) is not None:
-        summary["test/confusion_matrix"] = model.last_confusion.tolist()
+        summary[M.TEST_CONFUSION] = model.last_confusion.tolist()
     if trainer.is_global_zero:
         write_json_atomic(output_dir / "metrics.json", summary)
         log_hparams(trainer.loggers, resolved_config(cfg), metrics, _table_overrides())
@@ -159,8 +159,7 @@ def _table_overrides() -> list[str]:
     overrides = _task_overrides()
     if not is_multirun():
         return overrides
-    swept = swept_keys(HydraConfig.get().sweep.dir)
-    return [o for o in overrides if split_override(o)[0] in swept]
+    return swept_overrides(overrides, swept_keys(HydraConfig.get().sweep.dir))
 
 
 def _launcher_files(output_dir: Path) -> list[str]:

@@ -153,15 +153,25 @@ def group_options(config_name: str, group: str) -> list[str]:
         GlobalHydra.instance().clear()
 
 
-def config_keys(config_name: str, overrides: list[str], node: str) -> list[str]:
-    """The keys under `node` (`trainer`, or "" for the top) of the composed config: what a misspelt key is
-    compared with."""
+def config_keys(config_name: str, overrides: list[str], node: str, nested: bool = False) -> list[str]:
+    """The keys under `node` (`trainer`, or "" for the top) of the composed config - with `nested`, every dotted
+    key below it: what a misspelt key is compared with."""
     try:
         cfg = _compose_plain(config_name, overrides)
-    except Exception:
+    except Exception:  # another override is broken too: no suggestion, the error still stands
         return []
     value = OmegaConf.select(cfg, node) if node else cfg
-    return [str(k) for k in value if k != "hydra"] if OmegaConf.is_dict(value) else []
+    if not OmegaConf.is_dict(value):
+        return []
+    keys = [str(k) for k in value if k != "hydra"]
+    return [dotted for k in keys for dotted in _dotted(value, k)] if nested else keys
+
+
+def _dotted(node: DictConfig, key: str) -> list[str]:
+    child = node._get_node(key)
+    if not OmegaConf.is_dict(child):
+        return [key]
+    return [f"{key}.{sub}" for inner in child for sub in _dotted(child, str(inner))]
 
 
 def config_file(config: str) -> Path | None:
