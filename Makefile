@@ -28,8 +28,8 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist, where apt is availa
 train: install  ## the main job; pass overrides with ARGS="model=... data=..."
 	$(BIN)/cnnlab train $(ARGS)
 
-# Two workers, a test file each at a time (its module fixtures trained once), one torch thread each (tests/conftest.py).
-PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
+# Two workers that take tests off each other when idle (worksteal), one torch thread each (tests/conftest.py).
+PYTEST := $(BIN)/pytest -q -n 2 --dist worksteal
 
 test: install  ## the whole suite, slow tests included (what CI runs); prints the 30 slowest tests
 	$(PYTEST) --durations=30

@@ -6,6 +6,7 @@ A verb's module imports only what composing and checking its config need - no to
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,3 +33,11 @@ class Verb:
     config: str | None = None
     check: Callable[[Any], None] | None = None
     docs: str = "docs/index.md"
+
+
+def argument_parser(name: str, doc: str, examples: Sequence[str], docs: str) -> argparse.ArgumentParser:
+    """The parser of a verb of plain arguments (report, study), whose `--help` reads like a Hydra verb's: what it
+    does, three examples, where to read more."""
+    return argparse.ArgumentParser(prog=f"cnnlab {name}", description=doc.split(": ", 1)[-1].strip(),
+                                   epilog="examples:\n  " + "\n  ".join(examples) + f"\n\nmore: {docs}",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

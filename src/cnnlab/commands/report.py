@@ -8,15 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlab.commands import Verb
+from cnnlab.commands import Verb, argument_parser
 from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import PARTIAL_FAILURE_EXIT_CODE, USER_ERROR_EXIT_CODE
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cnnlab report", description=__doc__.split(":", 1)[1].strip(),
-                                     epilog="examples:\n  " + "\n  ".join(EXAMPLES) + "\n\nmore: docs/sweeps.md",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argument_parser("report", __doc__, EXAMPLES, DOCS)
     parser.add_argument("sweep_dir", type=Path, help="a sweep dir under outputs/multirun/")
     parser.add_argument("metric", nargs="?", help="default: the sweep's optimized_metric (val/acc_best)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
@@ -51,6 +49,7 @@ def run(argv: Sequence[str]) -> None:
     sys.exit(PARTIAL_FAILURE_EXIT_CODE if any(r["status"] == "failed" for r in rows) else 0)
 
 
+DOCS = "docs/sweeps.md"
 EXAMPLES = (
     "cnnlab report outputs/multirun/2026-12-04/10-00-00_train",
     "cnnlab report outputs/multirun/2026-12-04/10-00-00_train test/acc",
@@ -62,5 +61,5 @@ VERB = Verb(
     summary="a sweep's table (summary.md / .csv, a plot), and --compare A B: a paired test over matched seeds",
     examples=EXAMPLES,
     run=run,
-    docs="docs/sweeps.md",
+    docs=DOCS,
 )

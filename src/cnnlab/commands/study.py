@@ -6,9 +6,10 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from cnnlab.commands import Verb
+from cnnlab.commands import Verb, argument_parser
 from cnnlab.run.study_plan import IMAGES_PER_RUN, MODES, SEEDS, SIZES, markdown_table
 
+DOCS = "docs/results.md"
 EXAMPLES = (
     "cnnlab study --sizes 100 1000 --seeds 1 2 3",
     "cnnlab study trainer=gpu --modes 'lite0 frozen' 'lite0 finetune'",
@@ -17,9 +18,7 @@ EXAMPLES = (
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cnnlab study", description=__doc__.split(": ", 1)[1],
-                                     epilog="examples:\n  " + "\n  ".join(EXAMPLES) + "\n\nmore: docs/results.md",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argument_parser("study", __doc__, EXAMPLES, DOCS)
     parser.add_argument("--root", default="outputs/study", help="results.json and one run dir per (mode, size)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -44,5 +43,5 @@ VERB = Verb(
     summary="the transfer-learning study: accuracy vs training-set size, scratch / frozen / finetune, with seeds",
     examples=EXAMPLES,
     run=run,
-    docs="docs/results.md",
+    docs=DOCS,
 )
