@@ -106,7 +106,8 @@ def _train(cfg: DictConfig, started: float, extra_callbacks: list | None) -> dic
     if cfg.test:
         ckpt = best or (None if cfg.train else cfg.ckpt_path)
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-        metrics.update({k: v for k, v in _final_metrics(trainer.callback_metrics).items() if k.startswith(M.TEST_PREFIX)})
+        tested = _final_metrics(trainer.callback_metrics)
+        metrics.update({k: v for k, v in tested.items() if k.startswith(M.TEST_PREFIX)})
 
     summary: dict[str, Any] = {
         **metrics,
