@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -105,6 +107,20 @@ def test_csv_logger_and_no_callbacks(make_cfg, fashion_dir):
     assert summary["best_checkpoint"] is None and summary["test/acc"] > 0.3
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
     assert any(r.get("val/acc") for r in rows)
+
+
+def test_debug_fast_runs_on_a_folder_of_fifty_images(make_cfg, tmp_path):
+    """`debug=fast` is a few batches of everything on any dataset: it sets no training-set size that a small folder
+    lacks (it once forced data.train_size=1000, which a 50-image folder refused)."""
+    images = np.random.default_rng(0).integers(0, 256, (50, 20, 20), dtype=np.uint8)
+    for i, image in enumerate(images):
+        folder = tmp_path / "pets" / f"class{i % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    cfg = make_cfg("debug=fast", "data=image_folder", f"data.root={tmp_path / 'pets'}", "data.channels=1",
+                   "data.image_size=20", "logger=none", "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+    summary = train(cfg)
+    assert summary["epochs"] == 1 and 0 <= summary["test/acc"] <= 1 and summary["best_checkpoint"]
 
 
 def test_unique_run_dirs_in_the_same_second(tmp_path):
