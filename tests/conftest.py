@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from omegaconf import DictConfig, open_dict
@@ -90,13 +93,35 @@ def digits_run(tmp_path_factory) -> tuple[dict, Path]:
     return train(cfg), work / "run"
 
 
+def trained_once(tmp_path_factory, name: str, train_into: Callable[[Path], Any]) -> Any:
+    """What `train_into(work_dir)` returns (plain JSON data), computed once per test run: with `pytest -n 2` the first
+    worker to need it trains it into a folder both workers share, under a lock, and the other reads its result
+    instead of training the same model again. Tests treat that folder as read-only."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's own folder, above each worker's
+    work, done = root / f"shared_{name}", root / f"shared_{name}.json"
+    with open(root / f"shared_{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.is_file():
+            return json.loads(done.read_text())
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        value = train_into(work)
+        done.write_text(json.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def fashion_run(tmp_path_factory, fashion_dir) -> tuple[dict, Path, Path]:
-    """The seed CNN trained once per session on 3,000 real Fashion-MNIST images (2 epochs), shared by the tests
+    """The seed CNN trained once per test run on 3,000 real Fashion-MNIST images (2 epochs), shared by the tests
     that apply a model (eval, predict, export): (metrics, best checkpoint, work dir)."""
     from cnnlab.run.training import train
 
-    work = tmp_path_factory.mktemp("fashion_run")
-    cfg = compose_config("train", ["data.train_size=3000", "trainer.max_epochs=2", "logger=csv"], work, work / "run")
-    summary = train(cfg)
-    return summary, Path(summary["best_checkpoint"]), work
+    def train_into(work: Path) -> dict:
+        cfg = compose_config("train", ["data.train_size=3000", "trainer.max_epochs=2", "logger=csv"], work,
+                             work / "run")  # fmt: skip
+        return {"summary": train(cfg), "work": str(work)}
+
+    shared = trained_once(tmp_path_factory, "fashion_run", train_into)
+    return shared["summary"], Path(shared["summary"]["best_checkpoint"]), Path(shared["work"])

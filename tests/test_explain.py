@@ -23,7 +23,7 @@ from cnnlab.run.builders import build_model
 from cnnlab.run.checkpoints import load_classifier
 from cnnlab.run.explaining import explain_images
 from cnnlab.run.training import train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, trained_once
 from tests.test_apply import fashion_test_images
 
 CANVAS, ITEM = 56, 28  # Fashion-MNIST items (28 px) placed on a 56 px blank canvas: the item covers 1/4 of it
@@ -51,11 +51,15 @@ def odd_mode_folder(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def lite0_run(tmp_path_factory, fashion_dir) -> Path:
-    """EfficientNet-Lite0 fine-tuned from its real ImageNet weights on 300 Fashion-MNIST images: its best checkpoint."""
-    work = tmp_path_factory.mktemp("lite0_run")
-    cfg = compose_config("train", ["experiment=lite0_finetune", "data.train_size=300", "trainer.max_epochs=2",
-                                   "logger=none", "test=false"], work, work / "run")  # fmt: skip
-    return Path(train(cfg)["best_checkpoint"])
+    """EfficientNet-Lite0 fine-tuned from its real ImageNet weights on 300 Fashion-MNIST images: its best checkpoint
+    (trained once per test run)."""
+
+    def train_into(work: Path) -> str:
+        cfg = compose_config("train", ["experiment=lite0_finetune", "data.train_size=300", "trainer.max_epochs=2",
+                                       "logger=none", "test=false"], work, work / "run")  # fmt: skip
+        return train(cfg)["best_checkpoint"]
+
+    return Path(trained_once(tmp_path_factory, "lite0_run", train_into))
 
 
 @pytest.mark.parametrize("model", ["seed", "lite0"])
@@ -82,8 +86,12 @@ def test_explain_cli_overlays_every_readable_image_of_any_mode(model, tmp_path, 
 @pytest.fixture(scope="session")
 def canvas_run(tmp_path_factory, fashion_dir) -> Path:
     """A seed CNN (3 padded stages) trained on 4,000 real Fashion-MNIST items, each placed at a random spot of a blank
-    56 px canvas and read through data=image_folder: a model that has to find the item. Its best checkpoint."""
-    work = tmp_path_factory.mktemp("canvas_run")
+    56 px canvas and read through data=image_folder: a model that has to find the item. Its best checkpoint (trained
+    once per test run)."""
+    return Path(trained_once(tmp_path_factory, "canvas_run", train_on_canvases))
+
+
+def train_on_canvases(work: Path) -> str:
     images, labels = fashion_items("train", 4000)
     rng = np.random.default_rng(0)
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
@@ -96,7 +104,7 @@ def canvas_run(tmp_path_factory, fashion_dir) -> Path:
     overrides = ["data=image_folder", f"data.root={work / 'data'}", f"data.image_size={CANVAS}", "data.channels=1",
                  "data.num_workers=0", "model.backbone.padding=1", "model.backbone.widths=[32,64,128]",
                  "trainer.max_epochs=3", "logger=none", "test=false"]  # fmt: skip
-    return Path(train(compose_config("train", overrides, work, work / "run"))["best_checkpoint"])
+    return train(compose_config("train", overrides, work, work / "run"))["best_checkpoint"]
 
 
 def fashion_items(split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
