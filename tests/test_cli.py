@@ -82,6 +82,24 @@ def test_help_of_a_group_lists_its_keys_as_composed(capsys):
     assert code == 2 and "did you mean trainer" in err
 
 
+def test_help_of_a_group_shows_the_keys_its_option_inherits_with_their_comments(capsys):
+    """data=fashion_mnist builds on data=mnist (its defaults list): the keys and comments of both are shown."""
+    code, out, _ = run_cli(capsys, "train", "--help", "data")
+    assert code == 0
+    assert "data.system_dirs = [/usr/share/datasets/fashion-mnist]" in out  # fashion_mnist.yaml's own
+    batch = next(line for line in out.splitlines() if line.strip().startswith("data.batch_size = "))
+    assert "# training batch" in batch  # the comment in mnist.yaml
+    assert "data.defaults" not in out
+
+
+def test_help_shows_lists_as_they_are_typed(capsys):
+    code, out, _ = run_cli(capsys, "eval", "--help")
+    assert code == 0 and "  trust = []    # modules of yours a checkpoint may name" in out
+    assert "task_name" not in out  # which verb a config is: no user sets it
+    code, out, _ = run_cli(capsys, "train", "--help", "model")
+    assert "model.backbone.widths = [32, 64]" in out
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -52,6 +52,7 @@ FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "-
 PRINT_ONLY_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc")
 TIMM_HINT = "any timm model works through model=timm model.backbone.name=<timm name>"
 MAX_SWEEP_VALUES_CHECKED = 50
+INTERNAL_KEYS = ("task_name",)  # which verb a config is; no user sets it
 
 
 def verbs() -> dict[str, Verb]:
@@ -318,7 +319,8 @@ def verb_help(verb: Verb, args: list[str]) -> str:
              doc.strip().split(": ", 1)[-1], "", "examples:", *(f"  {e}" for e in verb.examples)]  # fmt: skip
     cfg = compose_for_check(verb.config, overrides)
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
-    own = {g: c for g, c in choices.items() if not g.startswith("hydra") and g != "paths"}
+    # Hydra lists the choices last default first: reversed, they read in the order of the config's defaults list.
+    own = {g: c for g, c in reversed(list(choices.items())) if not g.startswith("hydra") and g != "paths"}
     if own:
         lines += ["", "groups (group=option; `--help <group>` shows its keys):"]
         width = max(map(len, own))
@@ -352,13 +354,29 @@ def _group_help(verb: Verb, group: str, overrides: list[str]) -> str:
     if choice is None:
         return "\n".join([*lines, f"none chosen; e.g. `cnnlab {verb.name} {group}={options[0]} --help {group}`"])
     lines.append(f"keys of {group}={choice} (conf/{group}/{choice}.yaml), as composed:")
-    lines += [_key_line(k, v, c) for k, v, c in _commented_keys(f"{group}/{choice}", cfg, group)]
+    comments = inherited_comments(group, choice)
+    node = cfg[group]
+    for key in dotted_keys(node):
+        value = OmegaConf.select(node, key, default=None, throw_on_resolution_failure=False)
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_list(value) else value
+        lines.append(_key_line(f"{group}.{key}", value, comments.get(key, "")))
     return "\n".join(lines)
 
 
 def _key_line(key: str, value: object, comment: str) -> str:
-    shown = "(required)" if comment.lower().startswith("required") else OmegaConf.to_yaml({"v": value})[3:].strip()
+    shown = "(required)" if comment.lower().startswith("required") else as_typed(value)
     return f"  {key} = {shown}" + (f"    # {comment}" if comment else "")
+
+
+def as_typed(value: object) -> str:
+    """A value as it is typed in an override: null, true, 3e-4, [32, 64], {a: 1}."""
+    if value is None or isinstance(value, bool):
+        return _as_text(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(as_typed(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {as_typed(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _commented_keys(config: str, cfg: DictConfig, node: str) -> list[tuple[str, object, str]]:
@@ -366,16 +384,50 @@ def _commented_keys(config: str, cfg: DictConfig, node: str) -> list[tuple[str, 
     rows = []
     for key, comment in yaml_comments(config).items():
         full = f"{node}.{key}" if node else key
-        if full.split(".")[0] in ("defaults", "hydra"):
+        if full.split(".")[0] in ("defaults", "hydra") or full in INTERNAL_KEYS:
             continue
         value = OmegaConf.select(cfg, full, default=None, throw_on_resolution_failure=False)
-        if OmegaConf.is_config(value):
+        if OmegaConf.is_dict(value):
             continue
+        if OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value, resolve=True)
         rows.append((full, value, comment))
     return rows
 
 
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<rest>.*)$")
+
+
+def dotted_keys(node: DictConfig) -> list[str]:
+    """Every leaf key below `node`, dotted (`backbone.widths`); lists are leaves."""
+    found = []
+    for key in node:
+        child = node._get_node(key)
+        found += [f"{key}.{sub}" for sub in dotted_keys(child)] if OmegaConf.is_dict(child) else [str(key)]
+    return found
+
+
+DEFAULTS_ENTRY = re.compile(r"^\s+-\s+([\w-]+)\s*(#.*)?$")
+
+
+def inherited_comments(group: str, option: str) -> dict[str, str]:
+    """The comments of `conf/<group>/<option>.yaml` and of the options of the same group it builds on (its
+    `defaults: [- mnist, - _self_]`), the option's own last: every key of the composed option has its comment."""
+    path = config_file(f"{group}/{option}")
+    comments: dict[str, str] = {}
+    if path is None:
+        return comments
+    in_defaults = False
+    for line in path.read_text().splitlines():
+        if line.startswith("defaults:"):
+            in_defaults = True
+            continue
+        entry = DEFAULTS_ENTRY.match(line) if in_defaults else None
+        if entry and entry.group(1) != "_self_" and entry.group(1) != option:
+            comments.update(inherited_comments(group, entry.group(1)))
+        in_defaults = in_defaults and (entry is not None or not line.strip())
+    own = {k: c for k, c in yaml_comments(f"{group}/{option}").items() if k != "defaults"}
+    return {**comments, **{k: c for k, c in own.items() if c or k not in comments}}
 
 
 def yaml_comments(config: str) -> dict[str, str]:
