@@ -50,6 +50,9 @@ OLD_SCRIPTS = {"cnnlab-train": "train", "cnnlab-eval": "eval", "cnnlab-predict":
 FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                     "--config-dir", "-cd", "--experimental-rerun")  # fmt: skip
 PRINT_ONLY_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc")
+# Flags whose meaning is Hydra's alone (another config dir or name, its own help and completion): passed on unchecked.
+HYDRA_ONLY_FLAGS = ("--info", "-i", "--hydra-help", "--shell-completion", "-sc", "--config-dir", "-cd",
+                    "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun")  # fmt: skip
 TIMM_HINT = "any timm model works through model=timm model.backbone.name=<timm name>"
 MAX_SWEEP_VALUES_CHECKED = 50
 INTERNAL_KEYS = ("task_name",)  # which verb a config is; no user sets it
@@ -121,27 +124,16 @@ def run_verb(verb: Verb, args: list[str]) -> None:
         print(verb_help(verb, [a for a in args if a not in ("-h", "--help")]))
         return
     overrides, flags = split_flags(args)
-    if not any(
-        f in flags
-        for f in (
-            "--info",
-            "-i",
-            "--hydra-help",
-            "--shell-completion",
-            "-sc",
-            "--config-dir",
-            "-cd",
-            "--config-path",
-            "-cp",
-            "--config-name",
-            "-cn",
-            "--experimental-rerun",
-        )
-    ):
+    if not any(f in flags for f in HYDRA_ONLY_FLAGS):
         try:
             preflight(verb, overrides, values=not any(f in flags for f in PRINT_ONLY_FLAGS))
         except CnnlabError as err:
             _refuse(f"cnnlab {verb.name}", str(err))
+    run_with_hydra(verb, args)
+
+
+def run_with_hydra(verb: Verb, args: list[str]) -> None:
+    """`verb`'s work through Hydra's own main (run dirs, sweeps, launchers, `--cfg`), then its exit code."""
     register_resolvers()
     quiet_third_party_noise()
     use_user_configs()
