@@ -765,3 +765,37 @@ def test_each_verb_names_a_page_that_exists(verb, page):
     assert (ROOT / name).is_file(), f"cnnlab {verb}: docs={page!r} does not exist"
     if anchor:
         assert anchor in anchors(ROOT / name), f"cnnlab {verb}: no heading #{anchor} in {name}"
+
+
+def printed_refusals(text: str) -> list[tuple[str, str]]:
+    """The `$ cnnlab ...` examples of docs/errors.md's "As they print" block whose output is cnnlab's own up-front
+    refusal (`cnnlab <verb>: error: ...`), each with the text shown under it. (The log lines below them come from
+    checks made in-process, after the import of torch: their timestamps are the day's.)"""
+    block = text.split("## As they print", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    examples = []
+    for chunk in block.strip().split("\n\n"):
+        command, *shown = chunk.splitlines()
+        if command.startswith("$ cnnlab") and shown and shown[0].startswith("cnnlab"):
+            examples.append((command[2:], "\n".join(shown)))
+    return examples
+
+
+ERRORS_PAGE = ROOT / "docs" / "errors.md"
+
+
+@pytest.mark.parametrize(("command", "shown"), printed_refusals(ERRORS_PAGE.read_text()),
+                         ids=lambda v: v if v.startswith("cnnlab") and "\n" not in v else None)  # fmt: skip
+def test_a_refusal_prints_as_the_docs_show_it(command, shown, tmp_path, capsys, monkeypatch):
+    """The refusals docs/errors.md quotes are what the command prints today, word for word."""
+    from cnnlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(command)[1:]
+    for arg in args:  # a run dir the example names as the wrong thing to pass: made here, as the docs' reader had it
+        key, _, value = arg.partition("=")
+        if key == "ckpt_path" and value.startswith("outputs/runs/") and not value.endswith(".ckpt"):
+            (tmp_path / value).mkdir(parents=True)
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == shown.strip()
