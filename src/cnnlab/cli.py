@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab import __version__
-from cnnlab.commands import Verb
+from cnnlab.commands import Verb, description
 from cnnlab.errors import CnnlabError
 from cnnlab.utils.cli import (
     USER_ERROR_EXIT_CODE,
@@ -35,7 +35,7 @@ from cnnlab.utils.config import (
     CONF_PATH,
     compose_for_check,
     config_file,
-    config_keys,
+    dotted_keys,
     group_options,
     use_user_configs,
 )
@@ -121,7 +121,10 @@ def run_verb(verb: Verb, args: list[str]) -> None:
         verb.run(args)
         return
     if "-h" in args or "--help" in args:
-        print(verb_help(verb, [a for a in args if a not in ("-h", "--help")]))
+        try:
+            print(verb_help(verb, [a for a in args if a not in ("-h", "--help")]))
+        except CnnlabError as err:
+            _refuse(f"cnnlab {verb.name}", str(err))
         return
     overrides, flags = split_flags(args)
     if not any(f in flags for f in HYDRA_ONLY_FLAGS):
@@ -174,8 +177,6 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
 def preflight(verb: Verb, overrides: list[str], values: bool = True) -> None:
     """Compose `verb`'s config with `overrides` and check every value, or raise one CnnlabError that says what to
     type instead. A sweep (`a=1,2`) is checked value by value: a bad value in the third job fails now, not then."""
-    register_resolvers()
-    use_user_configs()
     for variant in _sweep_variants(overrides):
         cfg = _compose(verb, variant)
         if values and verb.check is not None:
@@ -247,7 +248,7 @@ def _missing_option_message(verb: Verb, err: MissingConfigException, overrides: 
     group, _, option = path.rpartition("/")
     if not group:
         return str(err).split("\nConfig search path", 1)[0]
-    options = group_options(verb.config, group)
+    options = group_options(group)
     close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
     message = f"{group}={option} is not an option of the {group} group"
     message += f" (did you mean {' or '.join(close)}?)" if close else ""
@@ -260,22 +261,15 @@ def _missing_option_message(verb: Verb, err: MissingConfigException, overrides: 
 def _composition_message(verb: Verb, err: Exception, overrides: list[str]) -> str:
     """A key that does not exist (`trainer.max_epoch=3`): the closest keys of its node, and how to add one."""
     text = str(err)
-    found = re.search(r"Could not override '([^']+)'", text) or re.search(
-        r"Could not append to config\. An item "
-        r"is already at '([^']+)'",
-        text,
-    )
-    if not found or "already at" in text:
-        if found:
-            key = found.group(1)
-            return f"{key} already exists: set it with {key}=<value> (no `+`)."
+    exists = re.search(r"Could not append to config\. An item is already at '([^']+)'", text)
+    if exists:
+        return f"{exists.group(1)} already exists: set it with {exists.group(1)}=<value> (no `+`)."
+    found = re.search(r"Could not override '([^']+)'", text)
+    if not found:
         return text.split("\nSee https://", 1)[0]
     key = found.group(1)
     parent, _, leaf = key.rpartition(".")
-    others = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
-    known = config_keys(verb.config, others, parent)
-    close = [f"{parent}.{c}" if parent else c for c in difflib.get_close_matches(leaf, known, n=3, cutoff=0.6)]
-    close = close or keys_named_like(leaf, config_keys(verb.config, others, "", nested=True))
+    close = _closest_keys(verb, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], parent, leaf)
     where = f"the {parent} group" if parent else f"cnnlab {verb.name}'s config"
     message = f"{key} is not a key of {where}"
     message += f" (did you mean {', '.join(close)}?)" if close else ""
@@ -284,6 +278,20 @@ def _composition_message(verb: Verb, err: Exception, overrides: list[str]) -> st
     else:
         message += f"; `cnnlab {verb.name} --help{' ' + parent.split('.')[0] if parent else ''}` lists the keys"
     return message + "."
+
+
+def _closest_keys(verb: Verb, others: list[str], parent: str, leaf: str) -> list[str]:
+    """The keys of `parent` closest to `leaf`, else the keys of that name elsewhere in the config, composed once
+    without the misspelt override."""
+    try:
+        cfg = compose_for_check(verb.config, others)
+    except (HydraException, OmegaConfBaseException):  # another override is broken too: no suggestion
+        return []
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    known = [str(k) for k in node if k != "hydra"] if OmegaConf.is_dict(node) else []
+    close = [f"{parent}.{c}" if parent else c for c in difflib.get_close_matches(leaf, known, n=3, cutoff=0.6)]
+    everywhere = [k for k in dotted_keys(cfg) if not k.startswith("hydra.")]
+    return close or keys_named_like(leaf, everywhere)
 
 
 def keys_named_like(leaf: str, keys: list[str]) -> list[str]:
@@ -299,8 +307,6 @@ def keys_named_like(leaf: str, keys: list[str]) -> list[str]:
 def verb_help(verb: Verb, args: list[str]) -> str:
     """`cnnlab <verb> --help [group]`: what it does, examples, its groups with their options, its keys with their
     comments (required ones marked), where to read more. With a group: that group's keys, as composed."""
-    register_resolvers()
-    use_user_configs()
     overrides, _ = split_flags(args)
     groups = [o for o in overrides if "=" not in o]
     overrides = [o for o in overrides if "=" in o]
@@ -308,8 +314,8 @@ def verb_help(verb: Verb, args: list[str]) -> str:
         return _group_help(verb, groups[0], overrides)
     doc = importlib.import_module(f"cnnlab.commands.{verb.name}").__doc__ or ""
     lines = [f"usage: cnnlab {verb.name} [key=value ...] [group=option ...] [-m] [--cfg job]", "",
-             doc.strip().split(": ", 1)[-1], "", "examples:", *(f"  {e}" for e in verb.examples)]  # fmt: skip
-    cfg = compose_for_check(verb.config, overrides)
+             description(doc), "", "examples:", *(f"  {e}" for e in verb.examples)]  # fmt: skip
+    cfg = _compose(verb, overrides)
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     # Hydra lists the choices last default first: reversed, they read in the order of the config's defaults list.
     own = {g: c for g, c in reversed(list(choices.items())) if not g.startswith("hydra") and g != "paths"}
@@ -317,7 +323,7 @@ def verb_help(verb: Verb, args: list[str]) -> str:
         lines += ["", "groups (group=option; `--help <group>` shows its keys):"]
         width = max(map(len, own))
         for group, choice in own.items():
-            options = group_options(verb.config, group)
+            options = group_options(group)
             shown = ", ".join(f"[{o}]" if o == choice else o for o in options)
             lines.append(f"  {group:<{width}}  {shown}" + ("" if choice else "  (none chosen)"))
     lines += ["", "keys:"]
@@ -328,20 +334,15 @@ def verb_help(verb: Verb, args: list[str]) -> str:
 
 
 def _group_help(verb: Verb, group: str, overrides: list[str]) -> str:
-    try:
-        cfg = compose_for_check(verb.config, overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise SystemExit(f"cnnlab {verb.name}: error: {err}") from None
+    cfg = _compose(verb, overrides)
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     if group not in choices or group.startswith("hydra"):
         known = [g for g in choices if not g.startswith("hydra")]
         close = difflib.get_close_matches(group, known, n=1)
-        print(f"cnnlab {verb.name}: error: {group!r} is not a group of this verb"
-              + (f" (did you mean {close[0]}?)" if close else "") + f"; its groups: {', '.join(known)}",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(USER_ERROR_EXIT_CODE)
+        raise CnnlabError(f"{group!r} is not a group of this verb" + (f" (did you mean {close[0]}?)" if close else "")
+                          + f"; its groups: {', '.join(known)}")  # fmt: skip
     choice = choices[group]
-    options = group_options(verb.config, group)
+    options = group_options(group)
     lines = [f"cnnlab {verb.name} {group}=<option>: {', '.join(options)} (now: {choice})", ""]
     if choice is None:
         return "\n".join([*lines, f"none chosen; e.g. `cnnlab {verb.name} {group}={options[0]} --help {group}`"])
@@ -388,15 +389,6 @@ def _commented_keys(config: str, cfg: DictConfig, node: str) -> list[tuple[str, 
 
 
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<rest>.*)$")
-
-
-def dotted_keys(node: DictConfig) -> list[str]:
-    """Every leaf key below `node`, dotted (`backbone.widths`); lists are leaves."""
-    found = []
-    for key in node:
-        child = node._get_node(key)
-        found += [f"{key}.{sub}" for sub in dotted_keys(child)] if OmegaConf.is_dict(child) else [str(key)]
-    return found
 
 
 DEFAULTS_ENTRY = re.compile(r"^\s+-\s+([\w-]+)\s*(#.*)?$")

@@ -35,9 +35,14 @@ class Verb:
     docs: str = "docs/index.md"
 
 
+def description(doc: str) -> str:
+    """What a verb does, from its module's docstring (`cnnlab train: <what it does>`)."""
+    return doc.split(": ", 1)[-1].strip()
+
+
 def argument_parser(name: str, doc: str, examples: Sequence[str], docs: str) -> argparse.ArgumentParser:
     """The parser of a verb of plain arguments (report, study), whose `--help` reads like a Hydra verb's: what it
     does, three examples, where to read more."""
-    return argparse.ArgumentParser(prog=f"cnnlab {name}", description=doc.split(": ", 1)[-1].strip(),
+    return argparse.ArgumentParser(prog=f"cnnlab {name}", description=description(doc),
                                    epilog="examples:\n  " + "\n  ".join(examples) + f"\n\nmore: {docs}",
                                    formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

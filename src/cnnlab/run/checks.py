@@ -200,9 +200,16 @@ def check_output_dirs(paths: Mapping[str, Any], problems: Problems) -> None:
         value = paths.get(key)
         if value is None:
             continue
-        problem = writable_dir_problem(Path(str(value)).expanduser())
-        if problem:
-            problems.add(f"paths.{key}={str(value)!r} {problem}")
+        check_writable(f"paths.{key}", str(value), problems)
+
+
+def check_writable(key: str, value: str, problems: Problems, file: bool = False) -> None:
+    """`key=value` names a folder to write in - or, with `file`, a file whose folder it is - that must be (or
+    become) a writable directory."""
+    path = Path(value).expanduser()
+    problem = writable_dir_problem(path.parent if file else path)
+    if problem:
+        problems.add(f"{key}={value!r}{': its folder' if file else ''} {problem}")
 
 
 def writable_dir_problem(path: Path) -> str | None:
@@ -319,9 +326,7 @@ def check_predict_config(cfg: DictConfig) -> None:
     ok = output is None or (isinstance(output, str) and Path(output).suffix.lower() in (".csv", ".json"))
     problems.check(ok, "output", output, "null (print only) or a .csv / .json file")
     if ok and output is not None:
-        problem = writable_dir_problem(Path(output).expanduser().parent)
-        if problem:
-            problems.add(f"output={output!r}: its folder {problem}")
+        check_writable("output", output, problems, file=True)
     problems.raise_if_any("invalid cnnlab predict configuration (nothing was run)")
 
 
@@ -334,9 +339,7 @@ def check_export_config(cfg: DictConfig) -> None:
     problems.check(output is None or (isinstance(output, str) and bool(output)), "output", output,
                    "null (this export's own folder) or a file path")  # fmt: skip
     if isinstance(output, str) and output:
-        problem = writable_dir_problem(Path(output).expanduser().parent)
-        if problem:
-            problems.add(f"output={output!r}: its folder {problem}")
+        check_writable("output", output, problems, file=True)
     problems.raise_if_any("invalid cnnlab export configuration (nothing was run)")
 
 
@@ -356,9 +359,7 @@ def check_explain_config(cfg: DictConfig) -> None:
     layer = values.get("layer")
     problems.check(layer is None or isinstance(layer, str), "layer", layer, "null or a module name, e.g. head")
     if values.get("output") is not None:
-        problem = writable_dir_problem(Path(str(values["output"])).expanduser())
-        if problem:
-            problems.add(f"output={str(values['output'])!r} {problem}")
+        check_writable("output", str(values["output"]), problems)
     problems.raise_if_any("invalid cnnlab explain configuration (nothing was run)")
 
 
@@ -379,9 +380,7 @@ def check_shards_config(cfg: DictConfig) -> None:
     problems.check(isinstance(output, str) and bool(output), "output_dir", output,
                    "required: a folder or s3:// URI for the shards")  # fmt: skip
     if isinstance(output, str) and output and "://" not in output:
-        problem = writable_dir_problem(Path(output).expanduser())
-        if problem:
-            problems.add(f"output_dir={output!r} {problem}")
+        check_writable("output_dir", output, problems)
     problems.int_at_least("num_workers", values.get("num_workers"), 1)
     check_byte_size("chunk_bytes", values.get("chunk_bytes"), problems)
     problems.int_at_least("seed", values.get("seed"), 0)

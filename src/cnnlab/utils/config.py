@@ -7,10 +7,12 @@ user's `conf/experiment/my_run.yaml` joins our groups and a file named like one 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,20 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def cnnlab_configs() -> Iterator[None]:
+    """Hydra's compose API on cnnlab's configs, the user's config dirs and cnnlab's resolvers included; Hydra's global
+    state is cleared before and after, so one composition never sees another's."""
+    register_resolvers()
+    use_user_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+            yield
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def compose_config(
     overrides: list[str] | tuple[str, ...] = (),
     output_dir: str | Path | None = None,
@@ -105,10 +121,7 @@ def compose_config(
     """conf/<config_name>.yaml composed with `overrides` as the CLI would (the user's config dirs included), for
     Python callers (notebooks, the study, benchmarks, tests): the run writes to `output_dir` (a fresh temp dir if
     None), paths are relative to `root_dir` (default: the current directory, like the CLI)."""
-    register_resolvers()
-    use_user_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+    with cnnlab_configs():
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig().set_config(cfg)  # ${hydra:...} interpolations resolve as in a CLI run
     output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="cnnlab-run-"))
@@ -117,61 +130,32 @@ def compose_config(
         if root_dir is not None:
             cfg.paths.root_dir = str(root_dir)
         cfg.paths.output_dir = str(output_dir)
-    GlobalHydra.instance().clear()
     return cfg
-
-
-def _compose_plain(config_name: str, overrides: list[str]) -> DictConfig:
-    register_resolvers()
-    use_user_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
-            return compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def compose_for_check(config_name: str, overrides: list[str]) -> DictConfig:
     """conf/<config_name>.yaml composed with `overrides` to be checked, not run: nothing is created (the run dir's
     `${unique_dir:}` is never resolved), and `paths.output_dir` stands for the run dir under `paths.log_dir`."""
-    cfg = _compose_plain(config_name, overrides)
+    with cnnlab_configs():
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = "${paths.log_dir}"
     return cfg
 
 
-def group_options(config_name: str, group: str) -> list[str]:
+def group_options(group: str) -> list[str]:
     """The options of a config group (`model`: cnn, resnet18, ...), the user's own config dirs included."""
-    register_resolvers()
-    use_user_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
-            return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
-    finally:
-        GlobalHydra.instance().clear()
+    with cnnlab_configs():
+        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
 
 
-def config_keys(config_name: str, overrides: list[str], node: str, nested: bool = False) -> list[str]:
-    """The keys under `node` (`trainer`, or "" for the top) of the composed config - with `nested`, every dotted
-    key below it: what a misspelt key is compared with."""
-    try:
-        cfg = _compose_plain(config_name, overrides)
-    except Exception:  # another override is broken too: no suggestion, the error still stands
-        return []
-    value = OmegaConf.select(cfg, node) if node else cfg
-    if not OmegaConf.is_dict(value):
-        return []
-    keys = [str(k) for k in value if k != "hydra"]
-    return [dotted for k in keys for dotted in _dotted(value, k)] if nested else keys
-
-
-def _dotted(node: DictConfig, key: str) -> list[str]:
-    child = node._get_node(key)
-    if not OmegaConf.is_dict(child):
-        return [key]
-    return [f"{key}.{sub}" for inner in child for sub in _dotted(child, str(inner))]
+def dotted_keys(node: DictConfig) -> list[str]:
+    """Every leaf key below `node`, dotted (`backbone.widths`); a list is a leaf. Nothing is resolved."""
+    found = []
+    for key in node:
+        child = node._get_node(key)
+        found += [f"{key}.{sub}" for sub in dotted_keys(child)] if OmegaConf.is_dict(child) else [str(key)]
+    return found
 
 
 def config_file(config: str) -> Path | None:
