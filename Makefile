@@ -1,13 +1,13 @@
 # cnnlab: `make train` and `make test` set everything up themselves (venv, packages, Debian's Fashion-MNIST).
 VENV ?= .venv
 PYTHON ?= python3
-EXTRAS ?= dev,weights,optuna,slurm,export
+EXTRAS ?= dev,weights,optuna,slurm,export,track
 ARGS ?=
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data train test test-fast lint format tensorboard clean wheel-check docs
+.PHONY: install data test-deps train test test-fast lint format tensorboard clean wheel-check docs
 
 $(VENV)/.installed: pyproject.toml
 	@# Stock Debian/Ubuntu Python has no venv module until python3-venv is installed.
@@ -31,10 +31,21 @@ train: install  ## the main job; pass overrides with ARGS="model=... data=..."
 # Two workers that take tests off each other when idle (worksteal), one torch thread each (tests/conftest.py).
 PYTEST := $(BIN)/pytest -q -n 2 --dist worksteal
 
-test: install  ## the whole suite, slow tests included (what CI runs); prints the 30 slowest tests
+# The suite's real parts, from Debian's packages where apt is available: a PostgreSQL server the search tests start
+# and stop themselves (shared studies), and headless Chromium for the pages they look at (mlflow ui, the dashboard).
+test-deps:
+	@missing=""; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="postgresql"; \
+	{ command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	else echo "no apt-get: the tests that need $$missing skip"; fi
+
+test: install test-deps  ## the whole suite, slow tests included (what CI runs); prints the 30 slowest tests
 	$(PYTEST) --durations=30
 
-test-fast: install  ## skip the `slow` tests: the notebooks and the wheel-in-a-fresh-venv run
+test-fast: install test-deps  ## skip the `slow` tests: the notebooks and the wheel-in-a-fresh-venv run
 	$(PYTEST) -m "not slow"
 
 lint:  ## ruff, and the layer contracts (import-linter, see pyproject.toml)

@@ -125,3 +125,9 @@ def fashion_run(tmp_path_factory, fashion_dir) -> tuple[dict, Path, Path]:
 
     shared = trained_once(tmp_path_factory, "fashion_run", train_into)
     return shared["summary"], Path(shared["summary"]["best_checkpoint"]), Path(shared["work"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests (a minute or so each, one process each) first: started last, one of them would keep one
+    worker busy while the other has nothing left to take."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -211,7 +211,8 @@ def test_a_second_run_into_a_used_run_dir_is_refused_and_the_first_is_intact(tmp
     with pytest.raises(CnnlabError) as caught:
         train(cfg)
     message = str(caught.value)
-    assert f"the run directory {run_dir.resolve()} already holds a run (checkpoints, csv, metrics.json)" in message
+    assert f"the run directory {run_dir.resolve()} already holds a run (checkpoints, csv, " in message
+    assert "metrics.json, provenance.json)" in message  # git.diff before them when the tree was dirty
     assert f"hydra.run.dir={run_dir} ckpt_path=last" in message
     assert fingerprint(run_dir) == before and not (run_dir / LOCK_NAME).exists()
 

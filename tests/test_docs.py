@@ -52,7 +52,8 @@ KNOWN_PROGRAMS = {"pip", "pip3", "uv", "git", "apt", "apt-get", "sudo", "tensorb
                   "torchrun", "srun", "sbatch", "squeue", "scancel", "conda", "ruff", "lint-imports", "open",
                   "xdg-open", "env", "time", "nohup", "kill", "watch", "ssh", "scp", "rsync", "huggingface-cli",
                   "hf", "chmod", "touch", "unset", "true", "test", "[", "mktemp", "realpath", "which", "make",
-                  "bash", "sh", "pytest"}  # fmt: skip
+                  "bash", "sh", "pytest", "optuna-dashboard", "createdb", "psql", "initdb", "pg_ctl",
+                  "runuser"}  # fmt: skip
 OUR_FOLDERS = {"benchmarks", "tests", "docs"}  # `python -m benchmarks.x`: the file must exist
 WRAPPERS = {"sudo", "time", "nohup", "env", "exec", "command"}
 # Override keys (their last part) that name a file or folder: one that does not exist is a stand-in.

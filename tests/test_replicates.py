@@ -163,3 +163,32 @@ def test_the_confusion_matrix_picture_has_a_labelled_cell_per_pair():
     diagonal = named[:, margin + 5, margin + 5].float().mean()  # inside cell (0, 0): 90% of its row, dark
     off = named[:, margin + 5, margin + 45].float().mean()  # inside cell (0, 1): 10%, pale
     assert diagonal < 120 < off
+
+
+def test_a_duplicate_run_is_counted_once_never_as_a_replicate(tmp_path):
+    """Two workers (or a relaunch) ran lr=0.1 with seed=1 twice: the same run twice says nothing about consistency.
+    The configuration shows n=1 with the duplicate counted apart, no interval; real replicates keep theirs; the
+    Optuna trial id every job carries (hydra.sweeper.trial_id) is not part of a configuration."""
+    runs = [("0.1", 1, 0.90, 0), ("0.1", 1, 0.90, 1), ("0.2", 1, 0.80, 2), ("0.2", 2, 0.82, 3)]
+    for number, (lr, seed, value, trial) in enumerate(runs):
+        fake_job(tmp_path, number, [f"optimizer.lr={lr}", f"seed={seed}", f"hydra.sweeper.trial_id={trial}"], value)
+    groups = {g["configuration"]: g for g in group_jobs(read_jobs(tmp_path), "val/acc_best")}
+    assert set(groups) == {"optimizer.lr=0.1", "optimizer.lr=0.2"}
+    assert (groups["optimizer.lr=0.1"]["n"], groups["optimizer.lr=0.1"]["duplicates"]) == (1, 1)
+    assert (groups["optimizer.lr=0.2"]["n"], groups["optimizer.lr=0.2"]["duplicates"]) == (2, 0)
+    write_summary(tmp_path, "val/acc_best")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "1 job(s) repeat another job's configuration with the same seed" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| optimizer.lr=0.1 |"))
+    assert "+-" not in row and "0.9000 (n=1)" in row  # one run, no interval
+    assert "+-" in next(line for line in summary.splitlines() if line.startswith("| optimizer.lr=0.2 |"))
+
+
+def test_pruned_jobs_are_listed_apart_and_never_ranked(tmp_path):
+    fake_job(tmp_path, 0, ["optimizer.lr=0.1"], 0.90)
+    fake_job(tmp_path, 1, ["optimizer.lr=0.2"], 0.95)
+    metrics = tmp_path / "1_job" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "pruned": {"trial": 1, "epoch": 0}}))
+    rows = write_summary(tmp_path, "val/acc_best")
+    assert [r["status"] for r in rows] == ["completed", "pruned"]  # the pruned one's higher value does not lead
+    assert "1 pruned (stopped early" in (tmp_path / "summary.md").read_text()

@@ -101,21 +101,6 @@ def test_a_job_dir_name_shows_what_its_sweep_varies(tmp_path):
     assert job_dir_name(2, str(tmp_path), ["cv=5fold", "debug=fast", "data.fold=2"]) == "2_data.fold=2"
 
 
-def test_optuna_search_records_best_and_resumes(tmp_path, fashion_dir):
-    optuna = pytest.importorskip("optuna")
-    first = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=3", *TINY], tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    sweep = only_sweep_dir(tmp_path)
-    assert "best parameters" in (sweep / "summary.md").read_text()
-    storage = f"sqlite:///{sweep / 'optuna.db'}"
-    assert len(optuna.load_study(study_name="cnn_optuna", storage=storage).trials) == 3
-    again = cnnlab_train(["-m", "hparams_search=cnn_optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
-                          *TINY], tmp_path)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(optuna.load_study(study_name="cnn_optuna", storage=storage).trials) == 5
-    assert len(summary_rows(sweep)) == 5  # no job dir of the first launch was overwritten
-
-
 def test_optuna_failed_trial_is_recorded_and_search_goes_on(tmp_path, fashion_dir):
     optuna = pytest.importorskip("optuna")
     # A fixed override that breaks every trial when it loads its data: more images than the training split holds.

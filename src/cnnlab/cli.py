@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from hydra.core.plugins import Plugins
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -40,6 +41,7 @@ from cnnlab.utils.config import (
     use_user_configs,
 )
 from cnnlab.utils.rundir import register_resolvers
+from hydra_plugins.cnnlab_optuna.sweeper import OptunaSweeper
 
 VERB_NAMES = ("train", "eval", "predict", "export", "explain", "layers", "report", "shards", "study")
 # The console scripts of 0.1, kept for one release: each says what to type instead.
@@ -140,6 +142,7 @@ def run_with_hydra(verb: Verb, args: list[str]) -> None:
     register_resolvers()
     quiet_third_party_noise()
     use_user_configs()
+    Plugins.instance().register(OptunaSweeper)  # an editable install hides hydra_plugins/ from Hydra's own scan
     typed = list(sys.argv)
     sys.argv = [typed[0], *args]  # what Hydra parses: the overrides, without the verb
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from lightning import Callback, LightningModule
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
@@ -20,6 +21,8 @@ from cnnlab.data.info import DataInfo, describe_data, train_class_counts
 from cnnlab.errors import CnnlabError
 from cnnlab.models.optimization import StepSettings
 from cnnlab.run.callbacks.divergence import DivergenceGuard
+from cnnlab.run.callbacks.provenance import Provenance
+from cnnlab.run.callbacks.pruning import Pruning
 from cnnlab.run.callbacks.resumable import Resumable
 from cnnlab.run.checkpoints import AtomicCheckpointIO
 from cnnlab.utils.config import build
@@ -102,7 +105,7 @@ def _instantiate_each(group: DictConfig | None) -> list[Any]:
 
 # Callbacks that keep a run's work safe, in every callbacks group (callbacks=none and a user's own included): each
 # goes only when its key is set to null on purpose, e.g. `+callbacks.divergence_guard=null`.
-SAFETY_CALLBACKS = {"divergence_guard": DivergenceGuard, "resumable": Resumable}
+SAFETY_CALLBACKS = {"divergence_guard": DivergenceGuard, "resumable": Resumable, "provenance": Provenance}
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
@@ -111,10 +114,21 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     for key, cls in SAFETY_CALLBACKS.items():
         if key not in group and not any(isinstance(c, cls) for c in callbacks):
             callbacks.append(cls())
+    callbacks += search_callbacks(cfg)
     if not cfg.get("logger"):
         # logger=none: the LR monitor has nowhere to write (Lightning would refuse to start), so it goes
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return callbacks
+
+
+def search_callbacks(cfg: DictConfig) -> list[Callback]:
+    """In a job of an Optuna search (`hydra.sweeper.trial_id` set by the sweeper): report each epoch's optimized
+    metric to the trial and stop when the study's pruner says so."""
+    if not HydraConfig.initialized() or OmegaConf.select(HydraConfig.get(), "sweeper.trial_id") is None:
+        return []
+    from cnnlab.run.search.job import JobTrial  # lazy: Optuna loads only in a search's jobs, not in every training
+
+    return [Pruning(JobTrial(HydraConfig.get().sweeper), str(cfg.get("optimized_metric") or "val/acc_best"))]
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger] | bool:

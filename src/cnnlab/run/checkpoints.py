@@ -29,6 +29,7 @@ from cnnlab.models import ImageClassifier
 from cnnlab.models.saved import saved_record
 from cnnlab.utils.config import user_config_dirs
 from cnnlab.utils.io import load_without_code, write_atomic
+from cnnlab.utils.provenance import CHECKPOINT_KEY
 from cnnlab.utils.tensorboard import flatten
 
 READ_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, TypeError, pickle.UnpicklingError)
@@ -212,6 +213,7 @@ def load_classifier(path: str | Path | None, device: str | torch.device = "cpu",
         raise
     except (*READ_ERRORS, ValueError, AttributeError) as err:
         raise _unreadable(path, err, "cnnlab checkpoint") from err
+    model.saved_provenance = checkpoint.get(CHECKPOINT_KEY)  # plain data, unchecked: compared, never acted on
     return model.eval().to(device)
 
 

@@ -1,10 +1,11 @@
 """Every user-facing value of each verb, checked before any data is loaded: one message lists all the problems.
 
-Each domain owns the rules of its own config (`cnnlab.data.checks`, `cnnlab.models.checks`, `TransferConfig.check`,
-the optimizer's and scheduler's beside them); this module owns the trainer's, the paths' and each verb's own keys,
-and runs them all. Nothing here imports torch or Lightning: `cnnlab <verb>` runs these checks before the work is
-imported, so a bad value is answered in about a second. What depends on this machine (its GPUs, the installed
-timm's models, a resumed checkpoint's contents) is `cnnlab.run.machine_checks`'.
+Each domain owns the rules of its own config (`cnnlab.data.checks`, `cnnlab.models.checks`, `TransferConfig.check`, the
+optimizer's and scheduler's beside them); this module owns the trainer's, the paths' and each verb's own keys (and the
+SLURM launcher's counts, which must fit the trainer's), and runs them all. Nothing here imports torch or Lightning:
+`cnnlab <verb>` runs these checks before the work is imported, so a bad value is answered in about a second. What
+depends on this machine (its GPUs, the installed timm's models, a resumed checkpoint's contents) is
+`cnnlab.run.machine_checks`'.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.data.checks import check_byte_size, check_data
 from cnnlab.errors import CnnlabError, Problems, is_int, is_number
@@ -41,9 +42,12 @@ TRAINER_KEYS = ("accelerator", "strategy", "devices", "num_nodes", "precision", 
                 "reload_dataloaders_every_n_epochs", "default_root_dir", "enable_autolog_hparams",
                 "model_registry")  # fmt: skip
 EMA_TARGET = "cnnlab.run.callbacks.EMA"  # conf/callbacks/ema.yaml
+# hydra/launcher=submitit_slurm (and conf/hydra/launcher/slurm_ddp.yaml): the launcher whose allocation DDP must fit.
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+SLURM_COUNTS = ("nodes", "tasks_per_node", "gpus_per_node")
 # Trainer arguments cnnlab fills itself, and what to set instead.
 SET_BY_CNNLAB = {
-    "logger": "choose the logger group instead: logger=tensorboard | csv | none",
+    "logger": "choose the logger group instead: logger=tensorboard | csv | mlflow | wandb | many | none",
     "callbacks": "choose the callbacks group instead, or add an entry: +callbacks.<name>={_target_: ...}",
     "enable_checkpointing": "checkpoints follow callbacks.model_checkpoint (callbacks=none: no checkpoints)",
     "plugins": "cnnlab installs its atomic, code-free checkpoint IO; other plugins are not supported",
@@ -262,8 +266,63 @@ def train_problems(values: Mapping[str, Any], problems: Problems) -> None:
 def check_train_config(cfg: DictConfig) -> None:
     """All of `cnnlab train`'s values; raises one CnnlabError listing every problem, or returns."""
     problems = Problems()
-    train_problems(values_of(cfg), problems)
+    values = values_of(cfg)
+    train_problems(values, problems)
+    check_slurm_launcher(slurm_launcher_counts(cfg), values.get("trainer") or {}, problems)
     problems.raise_if_any("invalid configuration (nothing was run)")
+
+
+def slurm_launcher_counts(cfg: DictConfig) -> dict[str, Any] | None:
+    """hydra.launcher's nodes, tasks_per_node and gpus_per_node when the config asks for the SLURM launcher, else
+    None. Only a config composed with Hydra's node holds them (the CLI's check before a run, `compose_config`); a
+    running job's does not, and Lightning checks the allocation it got there. Each count is resolved alone:
+    resolving the launcher's `submitit_folder` would create the sweep dir."""
+    if OmegaConf.select(cfg, "hydra.launcher._target_", default=None) != SLURM_LAUNCHER:
+        return None
+    return {key: OmegaConf.select(cfg, f"hydra.launcher.{key}", throw_on_resolution_failure=False)
+            for key in SLURM_COUNTS}  # fmt: skip
+
+
+def check_slurm_launcher(counts: Mapping[str, Any] | None, trainer: Mapping[str, Any], problems: Problems) -> None:
+    """What SLURM allocates must be what Lightning's DDP runs on: one task per device on `trainer.num_nodes` nodes,
+    one GPU per task. Lightning refuses a mismatch only once the job has waited in the queue and started
+    (SLURMEnvironment.validate_settings); GPUs asked for and not used sit idle."""
+    if counts is None:
+        return
+    nodes, tasks, gpus = (counts.get(key) for key in SLURM_COUNTS)
+    for key, value in (("nodes", nodes), ("tasks_per_node", tasks)):
+        if value is None:  # slurm_ddp's ${trainer.devices} when that is `auto`: no valid int, so it does not resolve
+            problems.add(f"hydra.launcher.{key} is not a count: hydra/launcher=slurm_ddp sets it from trainer.devices "
+                         "and trainer.num_nodes, which must then be numbers (trainer.devices=<devices per node>, not "
+                         "auto or -1).")  # fmt: skip
+        else:
+            problems.int_at_least(f"hydra.launcher.{key}", value, 1)
+    problems.int_at_least("hydra.launcher.gpus_per_node", gpus, 0, null_ok=True)
+    num_nodes, devices = trainer.get("num_nodes", 1), _device_count(trainer.get("devices", "auto"))
+    if is_int(nodes) and is_int(num_nodes) and nodes != num_nodes:
+        problems.add(f"hydra.launcher.nodes={nodes} but trainer.num_nodes={num_nodes}: SLURM would start {nodes} "
+                     f"node(s) and Lightning would refuse the job once it ran. Give both the same count, e.g. "
+                     f"trainer.num_nodes={nodes} (hydra/launcher=slurm_ddp takes trainer's counts).")  # fmt: skip
+    if devices is None:  # auto / -1: as many as the node shows, which SLURM decides
+        return
+    if is_int(tasks) and tasks != devices:
+        problems.add(f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}: Lightning's DDP runs one "
+                     f"SLURM task per device. Set hydra.launcher.tasks_per_node={devices} (or trainer.devices={tasks}; "
+                     "hydra/launcher=slurm_ddp takes trainer's counts).")  # fmt: skip
+    if is_int(gpus) and gpus != devices and str(trainer.get("accelerator")) != "cpu":
+        problems.add(f"hydra.launcher.gpus_per_node={gpus} but trainer.devices={devices}: each node's "
+                     f"{devices} task(s) use one GPU each. Set hydra.launcher.gpus_per_node={devices}.")  # fmt: skip
+
+
+def _device_count(devices: Any) -> int | None:
+    """How many devices per node `trainer.devices` names, or None where the node decides (auto, -1)."""
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    if isinstance(devices, str) and "," in devices:  # Lightning's "0,1": device ids
+        return len([d for d in devices.split(",") if d.strip()])
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    return devices if is_int(devices) and devices >= 1 else None
 
 
 TTA_CHOICES = (None, *TTA_MODES)  # null: the checkpoint's own model.tta

@@ -14,13 +14,16 @@ from omegaconf import DictConfig
 from torchvision.io import write_png
 
 from cnnlab import metrics as M
+from cnnlab.data.fingerprint import data_fingerprints
 from cnnlab.errors import CnnlabError
 from cnnlab.run.builders import build_datamodule, build_loggers
+from cnnlab.run.callbacks.provenance import device_record
 from cnnlab.run.checkpoints import resolve_checkpoint, trained_data_config
 from cnnlab.run.checks import check_eval_config
 from cnnlab.run.inference import TestRun, load_for_inference, run_test_split
 from cnnlab.utils.figures import image_grid
 from cnnlab.utils.io import write_json_atomic
+from cnnlab.utils.provenance import collect_provenance, write_provenance
 from cnnlab.utils.tensorboard import render_confusion_matrix, tensorboard_writers
 
 log = logging.getLogger("cnnlab.run.evaluation")
@@ -46,7 +49,8 @@ def classification_report(confusion: torch.Tensor, class_names: list[str]) -> di
 
 
 def _test_batches(cfg: DictConfig, model, checkpoint: Path):
-    """The test loader of the checkpoint's own data (or `data=`), checked against what the model expects."""
+    """The test loader of the checkpoint's own data (or `data=`), checked against what the model expects, and the
+    test split's fingerprint (for the run's provenance)."""
     data_cfg = cfg.get("data") or trained_data_config(model, checkpoint, cfg.get("trust"))
     if not data_cfg:
         raise CnnlabError(f"{checkpoint} does not say which data it was trained on: add data=<option>.")
@@ -60,7 +64,7 @@ def _test_batches(cfg: DictConfig, model, checkpoint: Path):
         datamodule.eval_batch_size = cfg.batch_size
     datamodule.prepare_data()
     datamodule.setup("test")
-    return datamodule.test_dataloader(), info
+    return datamodule.test_dataloader(), info, data_fingerprints(datamodule, ("test",))
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -69,7 +73,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
     model = load_for_inference(cfg)
-    batches, info = _test_batches(cfg, model, checkpoint)
+    batches, info, data = _test_batches(cfg, model, checkpoint)
+    device = device_record(next(model.parameters()).device)
+    write_provenance(output_dir, collect_provenance(data=data, device=device))
     run = run_test_split(model, batches, cfg.num_mistakes)
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
     confusion.index_put_((run.labels, run.preds), torch.ones_like(run.labels), accumulate=True)

@@ -15,6 +15,8 @@ from cnnlab.errors import CnnlabError, is_int
 from cnnlab.models import ImageClassifier
 from cnnlab.models.checks import TTA_MODES
 from cnnlab.run.checkpoints import load_classifier
+from cnnlab.utils.provenance import code_differences, collect_provenance
+from cnnlab.utils.text import printable
 
 log = logging.getLogger("cnnlab.run.inference")
 
@@ -57,7 +59,19 @@ def load_for_inference(cfg: Any, device: str | None = None) -> ImageClassifier:
     """The checkpoint of a verb's `ckpt_path` (read as `load_classifier` reads it, with the verb's `trust`), on the
     GPU when there is one, with the verb's `tta` override applied."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return use_tta(load_classifier(cfg.ckpt_path, device, cfg.get("trust")), cfg.get("tta"))
+    model = load_classifier(cfg.ckpt_path, device, cfg.get("trust"))
+    warn_if_other_code(model, cfg.ckpt_path)
+    return use_tta(model, cfg.get("tta"))
+
+
+def warn_if_other_code(model: ImageClassifier, path: Any) -> list[str]:
+    """One warning when the checkpoint was saved by other code than runs now (another commit or cnnlab version, a
+    dirty tree, other torch / timm versions): its results may not be reproduced here. Returns the differences."""
+    differences = code_differences(getattr(model, "saved_provenance", None), collect_provenance())
+    if differences:
+        log.warning("ckpt_path=%s was saved by other code than runs now: %s", printable(str(path)[:300]),
+                    "; ".join(differences))  # fmt: skip
+    return differences
 
 
 def use_tta(model: ImageClassifier, mode: str | None) -> ImageClassifier:

@@ -4,12 +4,15 @@ A run claims its directory before anything is written there (`claim_run_dir`): a
 (`flock`, released by the kernel when the process ends, however it ends, so a lock left by a killed run is seen to be
 stale), and a refusal to start a new run in a directory that already holds one - the run there would be mixed with,
 or overwritten by, the new one. Resuming (`cnnlab train ... ckpt_path=`) is the one way back into a used run dir.
+The ranks of a distributed run (DDP, on one node or many) share rank 0's: only rank 0 claims it, the others write a
+log of their own there and nothing else (`write_as_further_rank`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import logging
 import os
@@ -23,8 +26,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cnnlab.errors import CnnlabError
 from cnnlab.utils.overrides import swept_keys, swept_overrides
@@ -32,6 +37,9 @@ from cnnlab.utils.overrides import swept_keys, swept_overrides
 log = logging.getLogger("cnnlab")
 LOCK_NAME = ".cnnlab.lock"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # Lightning's DDP children, torchrun, SLURM
+# The logs of further ranks started outside Lightning (`rank_tag`): each may be written before rank 0 claims the dir.
+FURTHER_RANK_LOG = re.compile(r".+_(rank|node)\d+\.log")
+LIGHTNING_CHILD = re.compile(r"train_ddp_process_\d+")  # the job name Lightning gives the DDP processes it starts
 _claims: dict[Path, int] = {}  # run dir -> the descriptor of its lock file, held by this process
 _created: set[Path] = set()  # the run dirs this process made (unique_dir): only those may be discarded
 
@@ -96,16 +104,68 @@ def safe_name(name: str) -> str:
 
 
 def unique_subdir(parent: str, name: str) -> str:
-    """`name` made safe, or `name_2`, ... so that no job of a resumed sweep (same job numbers) overwrites another."""
-    return Path(unique_dir(str(Path(parent) / short_name(safe_name(name))))).name
+    """`name` made safe, or `name_2`, ... so that no job of a resumed sweep (same job numbers) overwrites another.
+    A job of several tasks (SLURM, submitit: one per rank) resolves this in every task: task 0 makes the dir and
+    marks it with the job's id, the others take the dir so marked."""
+    return job_subdir(Path(parent), short_name(safe_name(name)), os.environ).name
+
+
+JOB_MARK = ".job-id"  # in a sweep job's dir: the scheduler job whose tasks share it
+JOB_TASK_VARIABLES = (("SLURM_JOB_ID", "SLURM_PROCID"), ("SUBMITIT_LOCAL_JOB_ID", "SUBMITIT_LOCAL_GLOBALID"))
+
+
+def scheduler_task(env: Any) -> tuple[str, int] | None:
+    """(job id, task rank) inside a SLURM or submitit-local job, None elsewhere."""
+    for job_variable, task_variable in JOB_TASK_VARIABLES:
+        if env.get(job_variable):
+            return str(env[job_variable]), int(env.get(task_variable) or 0)
+    return None
+
+
+def job_subdir(parent: Path, base: str, env: Any, wait_s: float = 600.0) -> Path:
+    """The job's dir under `parent`: made unique by task 0 (or outside a scheduler); found by the other tasks."""
+    task = scheduler_task(env)
+    if task is None or task[1] == 0:
+        made = Path(unique_dir(str(parent / base)))
+        if task is not None:
+            (made / JOB_MARK).write_text(task[0])
+        return made
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for candidate in sorted(parent.glob(f"{glob.escape(base)}*")):
+            mark = candidate / JOB_MARK
+            if mark.is_file() and mark.read_text().strip() == task[0] and _same_job_name(candidate.name, base):
+                return candidate
+        time.sleep(0.2)
+    raise CnnlabError(
+        f"task {task[1]} of job {task[0]} found no dir {parent / base}[_n] marked by its task 0 within "
+        f"{wait_s:.0f} s: task 0 did not start. See its log; the scheduler's output has its error."
+    )
+
+
+def _same_job_name(name: str, base: str) -> bool:
+    """`base` itself or `base_<n>` (what `unique_dir` makes), not another job whose name merely starts alike."""
+    return name == base or re.fullmatch(re.escape(base) + r"_\d+", name) is not None
 
 
 def job_dir_name(num: int, sweep_dir: str, overrides: Iterable[str]) -> str:
     """A sweep job's dir name before `unique_subdir` makes it safe: its number and the values the sweep varies
     (`3_optimizer.lr=0.001,seed=1`; just `3` when nothing varies). The values every job shares would only repeat
     in every name; job.json and .hydra/overrides.yaml keep them all."""
-    swept = swept_overrides(overrides, swept_keys(sweep_dir))
+    swept = [_short_float(o) for o in swept_overrides(overrides, swept_keys(sweep_dir))]
     return f"{num}_{','.join(swept)}" if swept else str(num)
+
+
+def _short_float(override: str) -> str:
+    """`optimizer.lr=0.000816845589476017` (a value a search sampled) -> `optimizer.lr=0.0008168` in a dir name;
+    the job's records keep the exact value, and its number keeps the name unique."""
+    key, _, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    short = f"{number:.4g}"
+    return f"{key}={short}" if "." in value and len(short) < len(value) else override
 
 
 def ensure_dir(path: str) -> str:
@@ -121,6 +181,28 @@ def verb_folder(task_name: str) -> str:
     return "runs" if task_name == "train" else safe_name(str(task_name))
 
 
+def dir_name(path: str) -> str:
+    """The last part of a path: a tracker's run is named as its run dir (`0_optimizer.lr-0.001`, `14-02-33_train`)."""
+    return Path(str(path)).name
+
+
+def sweep_name(run_dir: str) -> str | None:
+    """The name of the sweep a job's `run_dir` belongs to (its parent's name) in a multirun, None in a single run: a
+    tracker groups a sweep's jobs by it."""
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return Path(str(run_dir)).parent.name if in_sweep else None
+
+
+TRACKING_SERVER_SCHEMES = ("http", "https", "databricks")  # a server keeps a run's files in its own artifact store
+
+
+def mlflow_artifacts(tracking_uri: str, folder: str) -> str | None:
+    """Where a new MLflow experiment keeps its files: `folder` (under outputs/) for a store the client writes itself
+    (SQLite, a database, a path), None for a tracking server, which decides (a path here would mean nothing there)."""
+    scheme = str(tracking_uri).split(":", 1)[0].lower() if ":" in str(tracking_uri) else ""
+    return None if scheme.startswith(TRACKING_SERVER_SCHEMES) else str(folder)
+
+
 def register_resolvers() -> None:
     # use_cache: resolved once per config, like Hydra's ${now:}; Hydra copies the cache into each sweep job's
     # config, so every access to a run or sweep dir sees the same directory.
@@ -130,13 +212,46 @@ def register_resolvers() -> None:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
     # Not cached: a cache is keyed by the arguments' text (`${hydra.job.num}`), which every job's config shares.
-    if not OmegaConf.has_resolver("job_dir_name"):
-        OmegaConf.register_new_resolver("job_dir_name", job_dir_name)
+    for name, resolver in (("job_dir_name", job_dir_name), ("dir_name", dir_name), ("sweep_name", sweep_name),
+                           ("mlflow_artifacts", mlflow_artifacts)):  # fmt: skip
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def is_main_process() -> bool:
     """Rank 0 of a distributed run (or a plain run): the one process that claims the run dir the ranks share."""
     return all(os.environ.get(name, "0") == "0" for name in RANK_VARIABLES)
+
+
+def rank_tag() -> str:
+    """This process's place in a distributed run, for its log's name: `rank3` (torchrun, SLURM), else `node1` (the
+    first process of node 1 under Lightning's own launch, which knows its node but not yet its rank)."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "0") != "0":
+            return f"rank{os.environ[name]}"
+    return f"node{node_rank()}"
+
+
+def node_rank() -> str:
+    """The node this process runs on: NODE_RANK (Lightning, by hand) or GROUP_RANK (torchrun); 0 on one node."""
+    return os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+
+
+def write_as_further_rank(config: DictConfig) -> None:
+    """A rank > 0 that torchrun, SLURM or a command on another node started shares rank 0's run dir, and may get
+    there first: like Lightning's own DDP children it writes no `.hydra/` (rank 0's) and logs to a file of its own,
+    `train_rank1.log`, which rank 0's claim accepts. Refused when its run dir would be a new one of its own."""
+    if "unique_dir:" in str(OmegaConf.to_container(config.hydra.run)["dir"]):  # unresolved: resolving creates it
+        raise CnnlabError(
+            f"this process is a further rank of a distributed run ({rank_tag()}) but has no run dir of rank 0's to "
+            "share: give every process (every node) the same hydra.run.dir=<a directory all nodes can write>."
+        )
+    suffix = f"_{rank_tag()}"
+    if LIGHTNING_CHILD.fullmatch(str(config.hydra.job.name)):  # named by Lightning, but alike on every node
+        suffix = f"_node{node_rank()}" if node_rank() != "0" else ""
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.output_subdir = None
+        config.hydra.job.name = f"{config.hydra.job.name}{suffix}"
 
 
 def resume_command(overrides: Iterable[str], output_dir: str | Path) -> str:
@@ -166,7 +281,7 @@ def claim_run_dir(path: str | Path, reuse: bool, resume_hint: str, own: Iterable
     _claims[path] = fd
     if not reuse:
         try:
-            _refuse_used(path, set(own) | {LOCK_NAME}, resume_hint)
+            _refuse_used(path, set(own) | {LOCK_NAME, JOB_MARK}, resume_hint)
         except CnnlabError:
             release_run_dir(path)
             raise
@@ -193,7 +308,7 @@ def _lock(fd: int, path: Path) -> None:
 
 
 def _refuse_used(path: Path, own: set[str], resume_hint: str) -> None:
-    used = sorted(entry.name for entry in path.iterdir() if entry.name not in own)
+    used = sorted(e.name for e in path.iterdir() if e.name not in own and not FURTHER_RANK_LOG.fullmatch(e.name))
     if used:
         shown = ", ".join(used[:6]) + (", ..." if len(used) > 6 else "")
         raise CnnlabError(
@@ -230,13 +345,16 @@ def is_resume(config: Any) -> bool:
 
 class RunDirCallback(Callback):
     """Claims a single run's directory before Hydra writes its `.hydra/` files and its log there (a refusal leaves
-    the run that is there untouched), for every cnnlab command; sweep jobs get new directories of their own."""
+    the run that is there untouched), for every cnnlab command; sweep jobs get new directories of their own. A further
+    rank of a distributed run writes there as one (`write_as_further_rank`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        run_dir = Path(config.hydra.run.dir)
-        hint = resume_command(list(config.hydra.overrides.task), run_dir)
         try:
-            claim_run_dir(run_dir, is_resume(config), hint)
+            if not is_main_process():
+                write_as_further_rank(config)
+                return
+            run_dir = Path(config.hydra.run.dir)
+            claim_run_dir(run_dir, is_resume(config), resume_command(list(config.hydra.overrides.task), run_dir))
         except CnnlabError as err:  # Hydra would print it as a traceback; this is a user's error, exit code 2
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None

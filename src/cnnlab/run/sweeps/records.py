@@ -70,10 +70,10 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     for job_dir, record, metrics in records:
         overrides = record["overrides"]
         replicate = [o for o in overrides if split_override(o)[0] in REPLICATE_KEYS]
-        configuration = [o for o in overrides if split_override(o)[0] not in REPLICATE_KEYS and o not in shared]
+        configuration = [o for o in overrides if _configures(o) and o not in shared]
         rows.append({
             "job": job_dir.name,
-            "status": record.get("status", "completed" if metrics else "unfinished"),
+            "status": _status(record, metrics),
             "overrides": " ".join(overrides),
             "configuration": " ".join(configuration) or "(every job)",
             "replicate": " ".join(replicate) or "(one run)",
@@ -83,6 +83,19 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
             "error": record.get("error", ""),
         })  # fmt: skip
     return rows
+
+
+def _configures(override: str) -> bool:
+    """Whether an override is part of what a job's configuration is: not a seed / fold (a replicate), not a
+    `hydra.*` value (e.g. the trial id the Optuna sweeper gives each job)."""
+    key = split_override(override)[0]
+    return key not in REPLICATE_KEYS and not key.startswith("hydra.")
+
+
+def _status(record: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """completed, pruned (stopped early by a search's pruner: never ranked or averaged), failed or unfinished."""
+    status = record.get("status", "completed" if metrics else "unfinished")
+    return "pruned" if status == "completed" and metrics.get("pruned") else status
 
 
 def usable(row: dict[str, Any], metric: str) -> bool:

@@ -20,9 +20,10 @@ def group_jobs(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
         by_configuration.setdefault(row["configuration"], []).append(row)
     groups = []
     for configuration, members in by_configuration.items():
-        done = [r for r in members if usable(r, metric)]
-        group: dict[str, Any] = {"configuration": configuration, "n": len(done),
-                                 "failed": sum(r["status"] != "completed" for r in members)}  # fmt: skip
+        done, duplicates = distinct_replicates([r for r in members if usable(r, metric)])
+        group: dict[str, Any] = {"configuration": configuration, "n": len(done), "duplicates": duplicates,
+                                 "failed": sum(r["status"] == "failed" for r in members),
+                                 "pruned": sum(r["status"] == "pruned" for r in members)}  # fmt: skip
         for column in METRIC_COLUMNS:
             values = [r[column] for r in done if isinstance(r.get(column), int | float)]
             group[column] = spread(values) if values else None
@@ -37,12 +38,22 @@ def group_jobs(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return sorted(groups, key=rank)
 
 
+def distinct_replicates(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Runs, one per configuration and replicate (seed / fold), and how many duplicates were left out: the same
+    configuration with the same seed is the same run twice (two workers, a relaunch), and its agreement with itself
+    is no evidence of consistency. The first job of each replicate is kept."""
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        kept.setdefault((row["configuration"], row["replicate"]), row)
+    return list(kept.values()), len(rows) - len(kept)
+
+
 def compare(sweep_dir: str | Path, a: str, b: str, metric: str | None = None) -> Comparison:
     """The paired difference a - b of two configurations of a sweep over their matched seeds / folds. `a` and `b`
     name configurations as summary.md does, or by a part that matches exactly one."""
     sweep_dir = Path(sweep_dir)
     metric = metric or optimized_metric(sweep_dir)
-    rows = [r for r in read_jobs(sweep_dir) if usable(r, metric)]
+    rows, _ = distinct_replicates([r for r in read_jobs(sweep_dir) if usable(r, metric)])
     configurations = sorted({r["configuration"] for r in rows})
     chosen = [_pick(name, configurations) for name in (a, b)]
     values = [{r["replicate"]: r[metric] for r in rows if r["configuration"] == c} for c in chosen]

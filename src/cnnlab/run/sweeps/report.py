@@ -71,7 +71,7 @@ def _flat_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Groups as CSV rows: `<metric>/mean`, `/sd`, `/ci_low`, `/ci_high`, `/min`, `/max` for every metric."""
     flat = []
     for group in groups:
-        row = {"configuration": group["configuration"], "n": group["n"], "failed": group["failed"]}
+        row = {key: group[key] for key in ("configuration", "n", "duplicates", "failed", "pruned")}
         for column in METRIC_COLUMNS:
             value = group[column]
             for name, field in (("mean", "mean"), ("sd", "sd"), ("ci_low", "low"), ("ci_high", "high"),
@@ -83,7 +83,14 @@ def _flat_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _markdown(sweep_dir: Path, rows: list[dict[str, Any]], groups: list[dict[str, Any]], metric: str) -> str:
     failed = sum(r["status"] == "failed" for r in rows)
-    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {failed} failed.", ""]
+    pruned = sum(r["status"] == "pruned" for r in rows)
+    pruned_note = (f", {pruned} pruned (stopped early by the search's pruner: listed after the completed jobs, never "
+                   "ranked or averaged)") if pruned else ""  # fmt: skip
+    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {failed} failed{pruned_note}.", ""]
+    duplicates = sum(g["duplicates"] for g in groups)
+    if duplicates:
+        lines += [f"{duplicates} job(s) repeat another job's configuration with the same seed / fold: the same run "
+                  "twice, counted once (the first), never as a replicate.", ""]  # fmt: skip
     if any(g["n"] > 1 for g in groups):
         lines += ["## Configurations", "",
                   f"Jobs that differ only in {' / '.join(REPLICATE_KEYS)} are replicates of one configuration. Cells: "
@@ -104,8 +111,13 @@ def _markdown(sweep_dir: Path, rows: list[dict[str, Any]], groups: list[dict[str
         lines.append("| " + " | ".join(_cell(row.get(c)) for c in JOB_COLUMNS) + " |")
     best = optuna_best(sweep_dir)
     if best:
-        lines += ["", "## Optuna", "", f"best value: {best.get('best_value')}", "", "best parameters:", ""]
-        lines += [f"- `{k}={v}`" for k, v in (best.get("best_params") or {}).items()]
+        lines += ["", "## Optuna", ""]
+        if isinstance(best.get("trials"), dict):
+            tally = ", ".join(f"{v} {k}" for k, v in best["trials"].items() if isinstance(v, int) and v)
+            lines += [f"study `{_cell(best.get('name'))}` in `{_cell(best.get('storage'))}`, "
+                      f"{_cell(best.get('workers'))} worker(s): {_cell(tally)}", ""]  # fmt: skip
+        lines += [f"best value: {best.get('best_value')}", "", "best parameters:", ""]
+        lines += [f"- `{_cell(k)}={_cell(v)}`" for k, v in (best.get("best_params") or {}).items()]
     return "\n".join(lines) + "\n"
 
 
