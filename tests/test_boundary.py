@@ -139,6 +139,8 @@ def test_a_checkpoints_data_config_is_never_fetched(tmp_path, good, image, data,
 def test_a_users_own_modules_are_trusted_when_declared_or_beside_their_conf(tmp_path, monkeypatch):
     """A checkpoint of a user's backbone (my_project.nets.TinyNet): refused from elsewhere, loaded with
     trust=[my_project], and loaded from the user's project (its conf/ makes it their own)."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "my_project"]:  # a copy another test imported
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(USER_PROJECT))
     cfg = compose_config("train", [*DIGITS, "model.backbone._target_=my_project.nets.TinyNet",
                                    "~model.backbone.widths", "~model.backbone.kernel_size", "~model.backbone.padding",

@@ -89,6 +89,8 @@ def test_a_users_project_trains_evaluates_predicts_and_exports_with_the_wheel(in
         from my_project.data import CLASSES, patterns
     finally:
         sys.path.remove(str(project))
+        for name in [m for m in sys.modules if m.split(".")[0] == "my_project"]:  # this copy is no other test's
+            del sys.modules[name]
     images, labels = patterns(6, 16, seed=7)
     for i, image in enumerate(images):
         Image.fromarray(image[0].numpy()).save(project / f"pattern{i}.png")
